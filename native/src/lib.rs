@@ -1,0 +1,8 @@
+//! N-API surface of the safekeeper addon. This file only exports; logic lives in the modules below.
+use napi::bindgen_prelude::Buffer;
+use napi_derive::napi;
+
+#[napi]
+pub fn crc32c(buf: Buffer, seed: Option<u32>) -> u32 {
+    crc32c::crc32c_append(seed.unwrap_or(0), &buf)
+}
