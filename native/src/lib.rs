@@ -2,7 +2,9 @@
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 
-#[napi]
+pub mod wal_decoder;
+
+#[napi(js_name = "crc32c")]
 pub fn crc32c(buf: Buffer, seed: Option<u32>) -> u32 {
     crc32c::crc32c_append(seed.unwrap_or(0), &buf)
 }
