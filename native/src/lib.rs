@@ -2,6 +2,11 @@
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 
+pub mod aligned_buffer;
+pub mod durable_fs;
+pub mod io_errors;
+pub mod op_sequencer;
+pub mod segment_file;
 pub mod wal_decoder;
 
 #[napi(js_name = "crc32c")]
