@@ -1,0 +1,577 @@
+// The safekeeper side of the consensus protocol for one timeline, as a pure step function
+// (docs/PROTOCOL.md section 3 and "Driver contract"). No I/O, clock, timers, randomness or promises:
+// it must never emit a reply that claims durability the driver has not reported back.
+
+import { invariant } from '../errors.js';
+import type { Lsn } from '../lsn.js';
+import type { Term, TimelinePersistentState } from '../storage/timeline_state.js';
+import { ProtocolErrorCodes, protocolError, type ProtocolErrorCode } from './protocol_errors.js';
+import {
+  MAX_APPEND_BYTES,
+  PROTOCOL_VERSION,
+  type AcceptorMessage,
+  type AppendRequest,
+  type ErrorMessage,
+  type ProposerElected,
+  type ProposerGreeting,
+  type ProposerMessage,
+  type ReadRequest,
+  type VoteRequest,
+} from './protocol_messages.js';
+import { clipTermHistory, findDivergencePoint, lastLogTerm, termHistoriesEqual, termHistoryProblem } from './term_history.js';
+
+/** Chosen by the driver, unique per connection for the life of the process. */
+export type ConnectionId = number;
+
+/**
+ * Deliberately broken behaviours, only for proving that the simulator's checkers catch real bugs.
+ * Never set outside tests.
+ */
+export interface AcceptorTestingFaults {
+  /** Acknowledge appends (with flushLsn = writeLsn) before the WAL is flushed. */
+  readonly ackBeforeFlush?: boolean;
+  /** Send a granted vote before the control file holding it is persisted. */
+  readonly voteBeforePersist?: boolean;
+}
+
+export interface AcceptorConfig {
+  readonly nodeId: number;
+  /** Re-persist the control file when commitLsn moved this many bytes since it was last persisted. */
+  readonly commitPersistIntervalBytes?: number;
+  readonly unsafeTestingFaults?: AcceptorTestingFaults;
+}
+
+export type AcceptorInput =
+  | { readonly kind: 'connectionOpened'; readonly connId: ConnectionId }
+  | { readonly kind: 'connectionClosed'; readonly connId: ConnectionId }
+  | { readonly kind: 'message'; readonly connId: ConnectionId; readonly message: ProposerMessage }
+  /** The persistControl effect with this seq (and every earlier one) is durable. */
+  | { readonly kind: 'controlPersisted'; readonly seq: number }
+  /** The flushWal effect of `epoch` completed; `flushLsn` is the store's durable end at that moment. */
+  | { readonly kind: 'walFlushed'; readonly epoch: number; readonly flushLsn: Lsn }
+  /** The readWal effect for this connection completed. */
+  | { readonly kind: 'walRead'; readonly connId: ConnectionId; readonly term: Term; readonly beginLsn: Lsn; readonly wal: Uint8Array }
+  /** The control plane raises minTerm (fencing). */
+  | { readonly kind: 'fence'; readonly minTerm: Term }
+  /** Another safekeeper's published position (through the broker). */
+  | { readonly kind: 'peerInfo'; readonly info: PeerInfo };
+
+export type AcceptorEffect =
+  /** Durably replace the control file; report completion with controlPersisted(seq). */
+  | { readonly kind: 'persistControl'; readonly seq: number; readonly state: TimelinePersistentState }
+  /** Hand WAL to the store; it continues exactly at the store's write position. */
+  | { readonly kind: 'writeWal'; readonly lsn: Lsn; readonly wal: Uint8Array }
+  /** Durably cut WAL at `lsn` (never below commitLsn) before the next effect runs. */
+  | { readonly kind: 'truncateWal'; readonly lsn: Lsn; readonly commitLsn: Lsn }
+  /** Make everything written so far durable; report walFlushed(epoch, flushLsn). */
+  | { readonly kind: 'flushWal'; readonly epoch: number }
+  /** Read durable WAL [beginLsn, endLsn) and report walRead. */
+  | { readonly kind: 'readWal'; readonly connId: ConnectionId; readonly term: Term; readonly beginLsn: Lsn; readonly endLsn: Lsn }
+  | { readonly kind: 'send'; readonly connId: ConnectionId; readonly message: AcceptorMessage }
+  /** Send `error` (if any) as the last message, then close the connection. */
+  | { readonly kind: 'closeConnection'; readonly connId: ConnectionId; readonly error: ErrorMessage | null };
+
+export interface PeerInfo {
+  readonly nodeId: number;
+  readonly term: Term;
+  readonly lastLogTerm: Term;
+  readonly flushLsn: Lsn;
+  readonly commitLsn: Lsn;
+}
+
+/** A reply held until the durability it reports is real. Built when released, from the state then. */
+interface HeldReply {
+  readonly build: 'greeting' | 'vote' | 'appendAck' | 'fixed';
+  readonly granted: boolean;
+  readonly message: AcceptorMessage | null;
+  readonly needPersistSeq: number;
+  needFlushLsn: Lsn;
+}
+
+interface ConnectionState {
+  proposerId: number | null;
+  electedTerm: Term | null;
+  readonly held: HeldReply[];
+}
+
+export interface AcceptorState {
+  readonly config: AcceptorConfig;
+  /** The decided control state; durable once persistSeqDone reaches persistSeqIssued. */
+  persistent: TimelinePersistentState;
+  persistSeqIssued: number;
+  persistSeqDone: number;
+  /** End of WAL handed to the store. */
+  writeLsn: Lsn;
+  /** Durable end of WAL as reported by the driver (after truncations: capped to the cut). */
+  flushLsn: Lsn;
+  /** Bumped by every truncation; a flush report from an older epoch is capped by `flushCap`. */
+  walEpoch: number;
+  flushInFlight: boolean;
+  /** Lowest truncation point issued while the current flush was in flight. */
+  flushCap: Lsn | null;
+  /** Current commit point known here (persisted lazily). */
+  commitLsn: Lsn;
+  peerHorizonLsn: Lsn;
+  /** Highest commitLsn the leader of the current term told us (may be above our flushLsn). */
+  proposerCommitLsn: Lsn;
+  /** The proposer whose ProposerElected we accepted in persistent.term, if any. */
+  electedProposerId: number | null;
+  readonly connections: Map<ConnectionId, ConnectionState>;
+}
+
+export interface NewTimelineOptions {
+  readonly tenantId: string;
+  readonly timelineId: string;
+  readonly timelineStartLsn: Lsn;
+  readonly segmentSizeBytes: number;
+  /** 0 and 0n mean "adopt from the first greeting". */
+  readonly pgVersion?: number;
+  readonly systemId?: bigint;
+}
+
+/** The control state of a freshly created, empty timeline (Neon's timeline create). */
+export function newTimelineState(opts: NewTimelineOptions): TimelinePersistentState {
+  return {
+    tenantId: opts.tenantId,
+    timelineId: opts.timelineId,
+    term: 0 as Term,
+    votedFor: 0,
+    minTerm: 0 as Term,
+    termHistory: [],
+    flushLsn: opts.timelineStartLsn,
+    commitLsn: opts.timelineStartLsn,
+    backupLsn: opts.timelineStartLsn,
+    peerHorizonLsn: opts.timelineStartLsn,
+    timelineStartLsn: opts.timelineStartLsn,
+    localStartLsn: opts.timelineStartLsn,
+    pgVersion: opts.pgVersion ?? 0,
+    systemId: opts.systemId ?? 0n,
+    segmentSizeBytes: opts.segmentSizeBytes,
+  };
+}
+
+/**
+ * The core after a (re)start: the control file as loaded and the durable end of WAL the store recovered.
+ * The store must never have recovered less than the persisted commitLsn.
+ */
+export function acceptorRestore(config: AcceptorConfig, persistent: TimelinePersistentState, walFlushLsn: Lsn): AcceptorState {
+  invariant(
+    walFlushLsn >= persistent.commitLsn,
+    `recovered WAL ends at ${walFlushLsn}, below the persisted commitLsn ${persistent.commitLsn}`,
+  );
+  return {
+    config,
+    persistent,
+    persistSeqIssued: 0,
+    persistSeqDone: 0,
+    writeLsn: walFlushLsn,
+    flushLsn: walFlushLsn,
+    walEpoch: 0,
+    flushInFlight: false,
+    flushCap: null,
+    commitLsn: persistent.commitLsn,
+    peerHorizonLsn: persistent.peerHorizonLsn,
+    proposerCommitLsn: persistent.commitLsn,
+    electedProposerId: null,
+    connections: new Map(),
+  };
+}
+
+/** What this safekeeper publishes to its peers. */
+export function acceptorPeerInfo(state: AcceptorState): PeerInfo {
+  return {
+    nodeId: state.config.nodeId,
+    term: state.persistent.term,
+    lastLogTerm: lastLogTerm(state.persistent.termHistory, state.flushLsn),
+    flushLsn: state.flushLsn,
+    commitLsn: state.commitLsn,
+  };
+}
+
+/**
+ * Applies one input. Mutates `state` in place and returns the effects, which the driver appends to the
+ * timeline's FIFO (see the driver contract in docs/PROTOCOL.md). Throws only on a broken invariant of this
+ * safekeeper (the driver must then crash the node).
+ */
+export function acceptorStep(state: AcceptorState, input: AcceptorInput): AcceptorEffect[] {
+  const fx: AcceptorEffect[] = [];
+  switch (input.kind) {
+    case 'connectionOpened':
+      invariant(!state.connections.has(input.connId), `connection ${input.connId} opened twice`);
+      state.connections.set(input.connId, { proposerId: null, electedTerm: null, held: [] });
+      break;
+    case 'connectionClosed':
+      state.connections.delete(input.connId);
+      break;
+    case 'message': {
+      const conn = state.connections.get(input.connId);
+      // A message on a connection we closed (superseded, errored) is a late delivery: ignore it.
+      if (!conn) break;
+      onMessage(state, input.connId, conn, input.message, fx);
+      break;
+    }
+    case 'controlPersisted':
+      invariant(input.seq <= state.persistSeqIssued, `persist ${input.seq} reported but only ${state.persistSeqIssued} issued`);
+      if (input.seq > state.persistSeqDone) state.persistSeqDone = input.seq;
+      break;
+    case 'walFlushed':
+      onWalFlushed(state, input.epoch, input.flushLsn, fx);
+      break;
+    case 'walRead': {
+      const conn = state.connections.get(input.connId);
+      if (!conn) break;
+      if (input.term !== state.persistent.term) {
+        closeWith(state, input.connId, ProtocolErrorCodes.STALE_TERM, 'term changed while reading WAL', input.term, state.persistent.term, fx);
+        break;
+      }
+      const message: AcceptorMessage = { kind: 'ReadResponse', term: input.term, beginLsn: input.beginLsn, wal: input.wal };
+      conn.held.push({ build: 'fixed', granted: false, message, needPersistSeq: 0, needFlushLsn: 0 as Lsn });
+      break;
+    }
+    case 'fence':
+      onFence(state, input.minTerm, fx);
+      break;
+    case 'peerInfo':
+      onPeerInfo(state, input.info, fx);
+      break;
+  }
+  releaseHeldReplies(state, fx);
+  return fx;
+}
+
+function onMessage(state: AcceptorState, connId: ConnectionId, conn: ConnectionState, msg: ProposerMessage, fx: AcceptorEffect[]): void {
+  if (msg.kind === 'ProposerGreeting') {
+    onGreeting(state, connId, conn, msg, fx);
+    return;
+  }
+  if (conn.proposerId === null) {
+    closeWith(state, connId, ProtocolErrorCodes.UNEXPECTED, 'first message must be a greeting', msg.kind, 'ProposerGreeting', fx);
+    return;
+  }
+  switch (msg.kind) {
+    case 'VoteRequest':
+      onVoteRequest(state, conn, msg, fx);
+      return;
+    case 'ProposerElected':
+      onElected(state, connId, conn, msg, fx);
+      return;
+    case 'AppendRequest':
+      onAppend(state, connId, conn, msg, fx);
+      return;
+    case 'ReadRequest':
+      onRead(state, connId, msg, fx);
+      return;
+  }
+}
+
+function onGreeting(state: AcceptorState, connId: ConnectionId, conn: ConnectionState, msg: ProposerGreeting, fx: AcceptorEffect[]): void {
+  const p = state.persistent;
+  if (conn.proposerId !== null) {
+    closeWith(state, connId, ProtocolErrorCodes.UNEXPECTED, 'second greeting on one connection', msg.kind, 'VoteRequest', fx);
+    return;
+  }
+  if (msg.protocolVersion !== PROTOCOL_VERSION) {
+    closeWith(state, connId, ProtocolErrorCodes.VERSION, 'unsupported protocol version', msg.protocolVersion, PROTOCOL_VERSION, fx);
+    return;
+  }
+  if (msg.tenantId !== p.tenantId || msg.timelineId !== p.timelineId) {
+    closeWith(state, connId, ProtocolErrorCodes.TIMELINE_MISMATCH, 'wrong timeline', `${msg.tenantId}/${msg.timelineId}`, `${p.tenantId}/${p.timelineId}`, fx);
+    return;
+  }
+  if (msg.segmentSizeBytes !== p.segmentSizeBytes) {
+    closeWith(state, connId, ProtocolErrorCodes.SYSTEM_MISMATCH, 'segment size differs', msg.segmentSizeBytes, p.segmentSizeBytes, fx);
+    return;
+  }
+  if (p.pgVersion !== 0 && Math.floor(msg.pgVersion / 10000) !== Math.floor(p.pgVersion / 10000)) {
+    closeWith(state, connId, ProtocolErrorCodes.SYSTEM_MISMATCH, 'PostgreSQL major version differs', msg.pgVersion, p.pgVersion, fx);
+    return;
+  }
+  if (p.systemId !== 0n && msg.systemId !== 0n && msg.systemId !== p.systemId) {
+    closeWith(state, connId, ProtocolErrorCodes.SYSTEM_MISMATCH, 'system id differs', msg.systemId, p.systemId, fx);
+    return;
+  }
+  // A newer connection from the same proposer means the older ones are dead on its side; their late
+  // messages (an old ProposerElected in particular) must not act any more.
+  for (const [otherId, other] of state.connections) {
+    if (otherId !== connId && other.proposerId === msg.proposerId) {
+      closeWith(state, otherId, ProtocolErrorCodes.SUPERSEDED, 'superseded by a newer connection', otherId, connId, fx);
+    }
+  }
+  conn.proposerId = msg.proposerId;
+  const adoptSystemId = p.systemId === 0n && msg.systemId !== 0n;
+  const adoptPgVersion = p.pgVersion === 0;
+  if (adoptSystemId || adoptPgVersion) {
+    state.persistent = {
+      ...p,
+      systemId: adoptSystemId ? msg.systemId : p.systemId,
+      pgVersion: adoptPgVersion ? msg.pgVersion : p.pgVersion,
+    };
+    persist(state, fx);
+  }
+  conn.held.push({ build: 'greeting', granted: false, message: null, needPersistSeq: state.persistSeqIssued, needFlushLsn: 0 as Lsn });
+}
+
+function onVoteRequest(state: AcceptorState, conn: ConnectionState, msg: VoteRequest, fx: AcceptorEffect[]): void {
+  const p = state.persistent;
+  const aboveMin = msg.term >= p.minTerm;
+  const fresh = msg.term > p.term && aboveMin;
+  const revote = msg.term === p.term && p.votedFor === conn.proposerId && aboveMin;
+  if (fresh) {
+    state.persistent = { ...p, term: msg.term, votedFor: conn.proposerId! };
+    // A new term has no leader yet; what the previous leader told us about commit stays in commitLsn.
+    state.electedProposerId = null;
+    state.proposerCommitLsn = state.commitLsn;
+    persist(state, fx);
+  }
+  const granted = fresh || revote;
+  // The response reports flushLsn: flush everything written first, so that position is durable and
+  // cannot move before ProposerElected (lower-term appends are refused from now on).
+  requestFlush(state, fx);
+  const faults = state.config.unsafeTestingFaults;
+  conn.held.push({
+    build: 'vote',
+    granted,
+    message: null,
+    needPersistSeq: granted && faults?.voteBeforePersist ? 0 : state.persistSeqIssued,
+    needFlushLsn: state.writeLsn,
+  });
+}
+
+function onElected(state: AcceptorState, connId: ConnectionId, conn: ConnectionState, msg: ProposerElected, fx: AcceptorEffect[]): void {
+  const p = state.persistent;
+  if (!checkTerm(state, connId, msg.term, fx)) return;
+  if (msg.term > p.term) {
+    closeWith(state, connId, ProtocolErrorCodes.TERM_NOT_VOTED, 'elected in a term this safekeeper is not in', msg.term, p.term, fx);
+    return;
+  }
+  if (state.electedProposerId !== null && state.electedProposerId !== conn.proposerId) {
+    closeWith(state, connId, ProtocolErrorCodes.TERM_NOT_VOTED, 'another proposer is already elected in this term', conn.proposerId ?? 0, state.electedProposerId, fx);
+    return;
+  }
+  const history = msg.termHistory;
+  const problem = termHistoryProblem(history);
+  const last = history[history.length - 1];
+  if (problem !== null || last === undefined || last.term !== msg.term) {
+    closeWith(state, connId, ProtocolErrorCodes.BAD_HISTORY, problem ?? 'history must end with the elected term', last?.term ?? 'empty', msg.term, fx);
+    return;
+  }
+  const divergence = findDivergencePoint(history, p.termHistory, state.flushLsn);
+  if (!divergence.ok) {
+    closeWith(state, connId, ProtocolErrorCodes.BAD_HISTORY, `term ${divergence.term} starts at different LSNs`, divergence.leaderLsn, divergence.acceptorLsn, fx);
+    return;
+  }
+  if (msg.startLsn > divergence.startLsn || msg.startLsn < p.localStartLsn) {
+    closeWith(state, connId, ProtocolErrorCodes.BAD_START, 'start LSN beyond the divergence point', msg.startLsn, divergence.startLsn, fx);
+    return;
+  }
+  // Committed WAL is on a quorum and in every later leader's log, so its divergence point can never be
+  // below our commitLsn. If it is, this safekeeper (or the protocol) is broken: crash.
+  invariant(msg.startLsn >= state.commitLsn, `ProposerElected would cut WAL at ${msg.startLsn}, below commitLsn ${state.commitLsn}`);
+  // Order matters (docs/PROTOCOL.md rule 3): cut, then persist the history, then accept WAL.
+  if (msg.startLsn < state.writeLsn) {
+    fx.push({ kind: 'truncateWal', lsn: msg.startLsn, commitLsn: state.commitLsn });
+    state.walEpoch++;
+    if (state.flushInFlight) state.flushCap = state.flushCap === null || msg.startLsn < state.flushCap ? msg.startLsn : state.flushCap;
+    state.writeLsn = msg.startLsn;
+    if (state.flushLsn > msg.startLsn) state.flushLsn = msg.startLsn;
+  }
+  if (!termHistoriesEqual(p.termHistory, history)) {
+    state.persistent = { ...state.persistent, termHistory: history };
+    persist(state, fx);
+  }
+  conn.electedTerm = msg.term;
+  if (state.electedProposerId === null) state.proposerCommitLsn = state.commitLsn;
+  state.electedProposerId = conn.proposerId;
+}
+
+function onAppend(state: AcceptorState, connId: ConnectionId, conn: ConnectionState, msg: AppendRequest, fx: AcceptorEffect[]): void {
+  if (!checkTerm(state, connId, msg.term, fx)) return;
+  if (msg.term !== state.persistent.term || conn.electedTerm !== msg.term) {
+    closeWith(state, connId, ProtocolErrorCodes.NOT_ELECTED, 'AppendRequest before ProposerElected', msg.term, conn.electedTerm ?? 'none', fx);
+    return;
+  }
+  const length = msg.wal.length;
+  if (length > MAX_APPEND_BYTES || msg.endLsn - msg.beginLsn !== length) {
+    closeWith(state, connId, ProtocolErrorCodes.TOO_LARGE, 'WAL size does not match or exceeds 128 KiB', length, `${msg.endLsn - msg.beginLsn} <= ${MAX_APPEND_BYTES}`, fx);
+    return;
+  }
+  if (msg.beginLsn !== state.writeLsn) {
+    closeWith(state, connId, ProtocolErrorCodes.WAL_GAP, 'append must start at the write position', msg.beginLsn, state.writeLsn, fx);
+    return;
+  }
+  if (length > 0) {
+    fx.push({ kind: 'writeWal', lsn: msg.beginLsn, wal: msg.wal });
+    state.writeLsn = msg.endLsn;
+    requestFlush(state, fx);
+  }
+  if (msg.commitLsn > state.proposerCommitLsn) state.proposerCommitLsn = msg.commitLsn;
+  advanceCommit(state, fx);
+  const horizon = msg.truncateLsn < state.commitLsn ? msg.truncateLsn : state.commitLsn;
+  if (horizon > state.peerHorizonLsn) state.peerHorizonLsn = horizon;
+  const tail = conn.held[conn.held.length - 1];
+  const needFlushLsn = state.config.unsafeTestingFaults?.ackBeforeFlush ? (0 as Lsn) : state.writeLsn;
+  if (tail && tail.build === 'appendAck') {
+    tail.needFlushLsn = needFlushLsn; // one response per flush covers all appends before it
+  } else {
+    conn.held.push({ build: 'appendAck', granted: false, message: null, needPersistSeq: state.persistSeqIssued, needFlushLsn });
+  }
+}
+
+function onRead(state: AcceptorState, connId: ConnectionId, msg: ReadRequest, fx: AcceptorEffect[]): void {
+  const p = state.persistent;
+  if (!checkTerm(state, connId, msg.term, fx)) return;
+  if (msg.term !== p.term) {
+    closeWith(state, connId, ProtocolErrorCodes.TERM_NOT_VOTED, 'ReadRequest for a term this safekeeper is not in', msg.term, p.term, fx);
+    return;
+  }
+  if (msg.endLsn - msg.beginLsn > MAX_APPEND_BYTES) {
+    closeWith(state, connId, ProtocolErrorCodes.TOO_LARGE, 'read larger than 128 KiB', msg.endLsn - msg.beginLsn, MAX_APPEND_BYTES, fx);
+    return;
+  }
+  if (msg.beginLsn < p.localStartLsn || msg.endLsn > state.flushLsn || msg.beginLsn > msg.endLsn) {
+    closeWith(state, connId, ProtocolErrorCodes.WAL_NOT_AVAILABLE, 'WAL not held here', `${msg.beginLsn}..${msg.endLsn}`, `${p.localStartLsn}..${state.flushLsn}`, fx);
+    return;
+  }
+  fx.push({ kind: 'readWal', connId, term: msg.term, beginLsn: msg.beginLsn, endLsn: msg.endLsn });
+}
+
+function onWalFlushed(state: AcceptorState, epoch: number, reported: Lsn, fx: AcceptorEffect[]): void {
+  invariant(epoch <= state.walEpoch, `flush of epoch ${epoch} reported, current epoch ${state.walEpoch}`);
+  let flushed = reported;
+  // The flush ran before a truncation the core already decided: only its part below the cut counts.
+  if (state.flushCap !== null && flushed > state.flushCap) flushed = state.flushCap;
+  invariant(flushed <= state.writeLsn, `flushed ${flushed} beyond written ${state.writeLsn}`);
+  if (flushed > state.flushLsn) state.flushLsn = flushed;
+  state.flushInFlight = false;
+  state.flushCap = null;
+  advanceCommit(state, fx);
+  requestFlush(state, fx);
+}
+
+function onFence(state: AcceptorState, minTerm: Term, fx: AcceptorEffect[]): void {
+  if (minTerm <= state.persistent.minTerm) return;
+  state.persistent = { ...state.persistent, minTerm };
+  persist(state, fx);
+  for (const [connId, conn] of state.connections) {
+    if (conn.electedTerm !== null && conn.electedTerm < minTerm) {
+      closeWith(state, connId, ProtocolErrorCodes.FENCED, 'fenced by the control plane', conn.electedTerm, minTerm, fx);
+    }
+  }
+}
+
+function onPeerInfo(state: AcceptorState, info: PeerInfo, fx: AcceptorEffect[]): void {
+  if (info.nodeId === state.config.nodeId) return;
+  const mine = lastLogTerm(state.persistent.termHistory, state.flushLsn);
+  // Equal last terms: both WALs are prefixes of that term's leader's WAL, so the peer's commit point is
+  // valid on ours up to our flushLsn.
+  if (mine === 0 || info.lastLogTerm !== mine) return;
+  const candidate = info.commitLsn < state.flushLsn ? info.commitLsn : state.flushLsn;
+  if (candidate > state.commitLsn) {
+    state.commitLsn = candidate;
+    maybePersistCommit(state, fx);
+  }
+}
+
+/** Refuses terms below ours or below minTerm; true when the message may proceed. */
+function checkTerm(state: AcceptorState, connId: ConnectionId, msgTerm: Term, fx: AcceptorEffect[]): boolean {
+  const p = state.persistent;
+  if (msgTerm < p.term) {
+    closeWith(state, connId, ProtocolErrorCodes.STALE_TERM, 'term is stale', msgTerm, p.term, fx);
+    return false;
+  }
+  if (msgTerm < p.minTerm) {
+    closeWith(state, connId, ProtocolErrorCodes.FENCED, 'term is below minTerm', msgTerm, p.minTerm, fx);
+    return false;
+  }
+  return true;
+}
+
+function advanceCommit(state: AcceptorState, fx: AcceptorEffect[]): void {
+  if (state.electedProposerId === null) return;
+  const candidate = state.proposerCommitLsn < state.flushLsn ? state.proposerCommitLsn : state.flushLsn;
+  if (candidate > state.commitLsn) {
+    state.commitLsn = candidate;
+    maybePersistCommit(state, fx);
+  }
+}
+
+/** commitLsn bounds the recovery scan and the truncation floor after a restart: keep it roughly current. */
+function maybePersistCommit(state: AcceptorState, fx: AcceptorEffect[]): void {
+  const p = state.persistent;
+  const interval = state.config.commitPersistIntervalBytes ?? p.segmentSizeBytes;
+  const history = p.termHistory;
+  const termStart = history.length > 0 ? history[history.length - 1]!.lsn : p.timelineStartLsn;
+  const crossedTermStart = p.commitLsn < termStart && state.commitLsn >= termStart;
+  if (state.commitLsn - p.commitLsn >= interval || crossedTermStart) persist(state, fx);
+}
+
+function requestFlush(state: AcceptorState, fx: AcceptorEffect[]): void {
+  if (state.flushInFlight || state.writeLsn <= state.flushLsn) return;
+  state.flushInFlight = true;
+  fx.push({ kind: 'flushWal', epoch: state.walEpoch });
+}
+
+function persist(state: AcceptorState, fx: AcceptorEffect[]): void {
+  state.persistSeqIssued++;
+  // Persist the in-memory positions too; flushLsn here is durable (a hint where recovery starts).
+  state.persistent = {
+    ...state.persistent,
+    flushLsn: state.flushLsn,
+    commitLsn: state.commitLsn,
+    peerHorizonLsn: state.peerHorizonLsn,
+  };
+  fx.push({ kind: 'persistControl', seq: state.persistSeqIssued, state: state.persistent });
+}
+
+function closeWith(
+  state: AcceptorState,
+  connId: ConnectionId,
+  code: ProtocolErrorCode,
+  message: string,
+  got: string | number | bigint,
+  expected: string | number | bigint,
+  fx: AcceptorEffect[],
+): void {
+  if (!state.connections.has(connId)) return;
+  state.connections.delete(connId);
+  fx.push({ kind: 'closeConnection', connId, error: protocolError(code, state.persistent.term, message, got, expected) });
+}
+
+/** Sends every held reply whose durability is now real, in order per connection. */
+function releaseHeldReplies(state: AcceptorState, fx: AcceptorEffect[]): void {
+  for (const [connId, conn] of state.connections) {
+    while (conn.held.length > 0) {
+      const head = conn.held[0]!;
+      if (head.needPersistSeq > state.persistSeqDone || head.needFlushLsn > state.flushLsn) break;
+      conn.held.shift();
+      fx.push({ kind: 'send', connId, message: buildReply(state, head) });
+    }
+  }
+}
+
+function buildReply(state: AcceptorState, held: HeldReply): AcceptorMessage {
+  const p = state.persistent;
+  switch (held.build) {
+    case 'greeting':
+      return { kind: 'AcceptorGreeting', nodeId: state.config.nodeId, term: p.term, minTerm: p.minTerm };
+    case 'vote':
+      return {
+        kind: 'VoteResponse',
+        term: p.term,
+        granted: held.granted,
+        flushLsn: state.flushLsn,
+        truncateLsn: state.peerHorizonLsn,
+        lastLogTerm: lastLogTerm(p.termHistory, state.flushLsn),
+        termHistory: clipTermHistory(p.termHistory, state.flushLsn),
+      };
+    case 'appendAck':
+      return {
+        kind: 'AppendResponse',
+        term: p.term,
+        flushLsn: state.config.unsafeTestingFaults?.ackBeforeFlush ? state.writeLsn : state.flushLsn,
+        commitLsn: state.commitLsn,
+      };
+    case 'fixed':
+      return held.message!;
+  }
+}
