@@ -8,7 +8,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::aligned_buffer::{AlignedBuffer, IO_ALIGN_BYTES};
-use crate::io_errors::{ErrorCode, SkError, SkResult};
+use crate::io_errors::{SkError, SkResult};
 
 /// How a file is opened: O_DIRECT if the file system takes it ('auto'), always ('on'), or never ('off').
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,6 +175,7 @@ pub fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io_errors::ErrorCode;
 
     pub fn scratch_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("sk-native-{name}-{}", std::process::id()));

@@ -1,4 +1,5 @@
-//! N-API surface of the safekeeper addon. This file only exports; logic lives in the modules below.
+//! N-API surface of the safekeeper addon. This file only exports: the pure modules below hold the logic
+//! (each with its own `cargo test`), the js_* modules are thin #[napi] wrappers over them.
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 
@@ -8,7 +9,16 @@ pub mod io_errors;
 pub mod op_sequencer;
 pub mod segment_file;
 pub mod wal_decoder;
+pub mod write_floor;
 
+mod js_args;
+mod js_blocking_task;
+mod js_errors;
+mod js_fs_functions;
+mod js_segment_file;
+mod js_wal_decoder;
+
+/// CRC-32C (Castagnoli); `seed` continues a previous result. crc32c(Buffer.from('123456789')) = 0xe3069283.
 #[napi(js_name = "crc32c")]
 pub fn crc32c(buf: Buffer, seed: Option<u32>) -> u32 {
     crc32c::crc32c_append(seed.unwrap_or(0), &buf)
