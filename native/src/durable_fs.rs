@@ -94,14 +94,18 @@ pub fn write_file_durable(path: &Path, data: &[u8]) -> SkResult<()> {
 
 /// Opens an existing file read-write, with O_DIRECT per `mode`. Returns the file and whether it is direct.
 pub fn open_read_write(path: &Path, mode: DirectMode) -> SkResult<(File, bool)> {
-    let open = |direct: bool| {
+    open_read_write_with(path, mode, |direct| {
         let mut options = OpenOptions::new();
         options.read(true).write(true);
         if direct {
             options.custom_flags(libc::O_DIRECT);
         }
         options.open(path)
-    };
+    })
+}
+
+/// `open_read_write` with the open(2) call passed in, so tests can play a file system that refuses O_DIRECT.
+fn open_read_write_with(path: &Path, mode: DirectMode, open: impl Fn(bool) -> io::Result<File>) -> SkResult<(File, bool)> {
     if mode == DirectMode::Off {
         return open(false).map(|f| (f, false)).map_err(|e| SkError::os("open", path, e));
     }
@@ -132,7 +136,7 @@ pub fn write_zeros(file: &File, path: &Path, size_bytes: u64) -> SkResult<()> {
 /// Creates `path` exclusively, fills it with zeros by writing, fdatasyncs it and fsyncs its directory.
 /// On failure the partial file is removed. Returns the open file and whether it is O_DIRECT.
 pub fn create_zero_filled(path: &Path, size_bytes: u64, mode: DirectMode) -> SkResult<(File, bool)> {
-    if size_bytes == 0 || size_bytes % IO_ALIGN_BYTES as u64 != 0 {
+    if size_bytes == 0 || !size_bytes.is_multiple_of(IO_ALIGN_BYTES as u64) {
         return Err(SkError::invalid_argument(format!(
             "file size must be a positive multiple of {IO_ALIGN_BYTES}, got {size_bytes} for {}",
             path.display()
@@ -197,6 +201,28 @@ mod tests {
         assert_eq!(err.code, ErrorCode::Io);
         assert!(err.message.contains("seg"), "{}", err.message);
         assert_eq!(create_zero_filled(&dir.join("odd"), 1000, DirectMode::Off).unwrap_err().code, ErrorCode::InvalidArgument);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn direct_auto_falls_back_when_o_direct_is_refused() {
+        let dir = scratch_dir("fallback");
+        let path = dir.join("seg");
+        fs::write(&path, [0u8; 4096]).unwrap();
+        let refuse_direct = |direct: bool| {
+            if direct {
+                Err(io::Error::from_raw_os_error(libc::EINVAL))
+            } else {
+                File::options().read(true).write(true).open(&path)
+            }
+        };
+        let (_, direct) = open_read_write_with(&path, DirectMode::Auto, refuse_direct).unwrap();
+        assert!(!direct);
+        let err = open_read_write_with(&path, DirectMode::On, refuse_direct).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Io);
+        assert!(err.message.contains("O_DIRECT") && err.message.contains("Invalid argument"), "{}", err.message);
+        let (_, direct) = open_read_write_with(&path, DirectMode::Off, refuse_direct).unwrap();
+        assert!(!direct);
         fs::remove_dir_all(&dir).unwrap();
     }
 

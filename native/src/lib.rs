@@ -11,11 +11,17 @@ pub mod segment_file;
 pub mod wal_decoder;
 pub mod write_floor;
 
+#[cfg_attr(test, allow(dead_code))]
 mod js_args;
+#[cfg_attr(test, allow(dead_code))]
 mod js_blocking_task;
+#[cfg_attr(test, allow(dead_code))]
 mod js_errors;
+#[cfg_attr(test, allow(dead_code))]
 mod js_fs_functions;
+#[cfg_attr(test, allow(dead_code))]
 mod js_segment_file;
+#[cfg_attr(test, allow(dead_code))]
 mod js_wal_decoder;
 
 /// CRC-32C (Castagnoli); `seed` continues a previous result. crc32c(Buffer.from('123456789')) = 0xe3069283.

@@ -66,7 +66,7 @@ impl SegmentFile {
     /// Opens `path`, which must be `size_bytes` long; with `create`, creates it zero-filled (exclusively,
     /// fdatasync'd, directory fsync'd) first.
     pub fn open(path: &Path, size_bytes: u64, create: bool, mode: DirectMode) -> SkResult<SegmentFile> {
-        if size_bytes == 0 || size_bytes % BLOCK != 0 {
+        if size_bytes == 0 || !size_bytes.is_multiple_of(BLOCK) {
             return Err(SkError::invalid_argument(format!(
                 "segment size must be a positive multiple of {BLOCK}, got {size_bytes} for {}",
                 path.display()
@@ -302,7 +302,7 @@ impl SegmentFile {
     fn write_direct(&mut self, offset: u64, end: u64, mut source: Source<'_>) -> SkResult<()> {
         let first = align_down(offset);
         let last = align_up(end);
-        let cache_head = end % BLOCK == 0 && offset % BLOCK != 0;
+        let cache_head = end.is_multiple_of(BLOCK) && !offset.is_multiple_of(BLOCK);
         let mut new_cache: Option<CachedBlock> = None;
         let mut w = first;
         while w < last {
@@ -327,7 +327,7 @@ impl SegmentFile {
             if cache_head && w == first {
                 new_cache = Some(CachedBlock { offset: first, bytes: self.buffer[..BLOCK_USIZE].into() });
             }
-            if end % BLOCK != 0 && w_end == last {
+            if !end.is_multiple_of(BLOCK) && w_end == last {
                 new_cache = Some(CachedBlock { offset: last - BLOCK, bytes: self.buffer[len - BLOCK_USIZE..len].into() });
             }
             w = w_end;

@@ -182,8 +182,8 @@ impl WalDecoder {
         let start = opts.start_lsn;
         let in_page = start % WAL_PAGE_SIZE_BYTES;
         let page_start = start - in_page;
-        let header_len = if page_start % seg == 0 { SIZE_OF_LONG_PAGE_HEADER } else { SIZE_OF_SHORT_PAGE_HEADER };
-        if in_page != 0 && (start % 8 != 0 || in_page < header_len as u64) {
+        let header_len = if page_start.is_multiple_of(seg) { SIZE_OF_LONG_PAGE_HEADER } else { SIZE_OF_SHORT_PAGE_HEADER };
+        if in_page != 0 && (!start.is_multiple_of(8) || in_page < header_len as u64) {
             return Err(format!(
                 "startLsn {} is neither a page start nor a MAXALIGN'd position after the page header",
                 format_lsn(start)
@@ -346,7 +346,7 @@ impl WalDecoder {
     }
 
     fn page_header_len(&self, page_start: u64) -> usize {
-        if page_start % self.segment_size_bytes == 0 {
+        if page_start.is_multiple_of(self.segment_size_bytes) {
             SIZE_OF_LONG_PAGE_HEADER
         } else {
             SIZE_OF_SHORT_PAGE_HEADER

@@ -351,7 +351,8 @@ fn corrupt_prev_link() {
 fn corrupt_page_headers() {
     let page = 0x0200_6000u64;
     let o = offset_of(page);
-    let cases: Vec<(Box<dyn Fn(&mut Vec<u8>)>, StopCode)> = vec![
+    type Edit = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(Edit, StopCode)> = vec![
         (Box::new(move |d: &mut Vec<u8>| d[o] = 0x11), StopCode::BadPageMagic),
         (Box::new(move |d: &mut Vec<u8>| d[o + 9] ^= 0x01), StopCode::BadPageAddress),
         (Box::new(move |d: &mut Vec<u8>| d[o + 2] ^= XLP_LONG_HEADER as u8), StopCode::BadPageFlags),

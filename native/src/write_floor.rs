@@ -38,7 +38,7 @@ fn zero_filled_scratch(path: &Path, size_bytes: u64, direct: bool) -> SkResult<F
 }
 
 fn check_sizes(what: &str, block: u64, direct: bool) -> SkResult<()> {
-    if block == 0 || (direct && block % IO_ALIGN_BYTES as u64 != 0) {
+    if block == 0 || (direct && !block.is_multiple_of(IO_ALIGN_BYTES as u64)) {
         return Err(SkError::invalid_argument(format!(
             "{what} must be positive{}, got {block}",
             if direct { " and a multiple of 4096 for O_DIRECT" } else { "" }
@@ -81,7 +81,7 @@ pub fn measure_write_sync_floor(path: &Path, block_size_bytes: u64, count: u64, 
 /// at the end. Returns bytes per second.
 pub fn measure_sequential_write_floor(path: &Path, total_bytes: u64, chunk_bytes: u64, direct: bool) -> SkResult<f64> {
     check_sizes("chunkBytes", chunk_bytes, direct)?;
-    if total_bytes == 0 || total_bytes % chunk_bytes != 0 {
+    if total_bytes == 0 || !total_bytes.is_multiple_of(chunk_bytes) {
         return Err(SkError::invalid_argument(format!(
             "totalBytes must be a positive multiple of chunkBytes ({chunk_bytes}), got {total_bytes}"
         )));
