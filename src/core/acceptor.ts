@@ -83,6 +83,8 @@ export interface PeerInfo {
 interface HeldReply {
   readonly build: 'greeting' | 'vote' | 'appendAck' | 'fixed';
   readonly granted: boolean;
+  /** For votes: our term right after deciding (a later, still unpersisted vote must not leak into it). */
+  readonly term: Term;
   readonly message: AcceptorMessage | null;
   readonly needPersistSeq: number;
   needFlushLsn: Lsn;
@@ -225,7 +227,7 @@ export function acceptorStep(state: AcceptorState, input: AcceptorInput): Accept
         break;
       }
       const message: AcceptorMessage = { kind: 'ReadResponse', term: input.term, beginLsn: input.beginLsn, wal: input.wal };
-      conn.held.push({ build: 'fixed', granted: false, message, needPersistSeq: 0, needFlushLsn: 0 as Lsn });
+      conn.held.push({ build: 'fixed', granted: false, term: input.term, message, needPersistSeq: 0, needFlushLsn: 0 as Lsn });
       break;
     }
     case 'fence':
@@ -308,7 +310,7 @@ function onGreeting(state: AcceptorState, connId: ConnectionId, conn: Connection
     };
     persist(state, fx);
   }
-  conn.held.push({ build: 'greeting', granted: false, message: null, needPersistSeq: state.persistSeqIssued, needFlushLsn: 0 as Lsn });
+  conn.held.push({ build: 'greeting', granted: false, term: state.persistent.term, message: null, needPersistSeq: state.persistSeqIssued, needFlushLsn: 0 as Lsn });
 }
 
 function onVoteRequest(state: AcceptorState, conn: ConnectionState, msg: VoteRequest, fx: AcceptorEffect[]): void {
@@ -331,6 +333,7 @@ function onVoteRequest(state: AcceptorState, conn: ConnectionState, msg: VoteReq
   conn.held.push({
     build: 'vote',
     granted,
+    term: state.persistent.term,
     message: null,
     needPersistSeq: granted && faults?.voteBeforePersist ? 0 : state.persistSeqIssued,
     needFlushLsn: state.writeLsn,
@@ -413,7 +416,7 @@ function onAppend(state: AcceptorState, connId: ConnectionId, conn: ConnectionSt
   if (tail && tail.build === 'appendAck') {
     tail.needFlushLsn = needFlushLsn; // one response per flush covers all appends before it
   } else {
-    conn.held.push({ build: 'appendAck', granted: false, message: null, needPersistSeq: state.persistSeqIssued, needFlushLsn });
+    conn.held.push({ build: 'appendAck', granted: false, term: state.persistent.term, message: null, needPersistSeq: state.persistSeqIssued, needFlushLsn });
   }
 }
 
@@ -557,7 +560,7 @@ function buildReply(state: AcceptorState, held: HeldReply): AcceptorMessage {
     case 'vote':
       return {
         kind: 'VoteResponse',
-        term: p.term,
+        term: held.term,
         granted: held.granted,
         flushLsn: state.flushLsn,
         truncateLsn: state.peerHorizonLsn,

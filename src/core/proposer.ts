@@ -26,7 +26,6 @@ import {
   walBufferRead,
   walBufferTrim,
   type WalBuffer,
-  type WalChunk,
 } from './proposer_wal_buffer.js';
 
 /** Deliberately broken behaviours, only for proving that the simulator's checkers catch real bugs. */
@@ -53,6 +52,8 @@ export interface ProposerConfig {
   readonly maxInflightAppends?: number;
   /** Recovery reads in flight from the source. */
   readonly maxInflightReads?: number;
+  /** Largest ReadRequest; at most MAX_APPEND_BYTES (128 KiB). */
+  readonly maxReadBytes?: number;
   readonly unsafeTestingFaults?: ProposerTestingFaults;
 }
 
@@ -110,8 +111,8 @@ export interface AcceptorLink {
 interface RecoveryFetch {
   readonly beginLsn: Lsn;
   readonly endLsn: Lsn;
-  staged: WalChunk[];
-  stagedEnd: Lsn;
+  /** What was read so far, [beginLsn, staged.endLsn); safekeepers below our buffer stream from it. */
+  staged: WalBuffer;
   nextRequestLsn: Lsn;
   source: number | null;
   readsInFlight: number;
@@ -141,6 +142,7 @@ export interface ProposerState {
 export function proposerInit(config: ProposerConfig): ProposerState {
   invariant(config.acceptorCount >= 1, 'need at least one safekeeper');
   invariant((config.maxAppendBytes ?? MAX_APPEND_BYTES) <= MAX_APPEND_BYTES, 'maxAppendBytes above 128 KiB');
+  invariant((config.maxReadBytes ?? MAX_APPEND_BYTES) <= MAX_APPEND_BYTES, 'maxReadBytes above 128 KiB');
   const links: AcceptorLink[] = [];
   for (let i = 0; i < config.acceptorCount; i++) {
     links.push({
@@ -216,7 +218,7 @@ export function proposerStep(state: ProposerState, input: ProposerInput): Propos
         // Keep what was staged; continue from there with another source.
         state.fetch.source = null;
         state.fetch.readsInFlight = 0;
-        state.fetch.nextRequestLsn = state.fetch.stagedEnd;
+        state.fetch.nextRequestLsn = state.fetch.staged.endLsn;
       }
       planFetch(state, fx);
       break;
@@ -413,19 +415,18 @@ function advanceCommit(state: ProposerState, fx: ProposerEffect[]): void {
 
 function onReadResponse(state: ProposerState, k: number, msg: ReadResponse, fx: ProposerEffect[]): void {
   const f = state.fetch;
-  if (!f || f.source !== k || msg.term !== state.term || msg.beginLsn !== f.stagedEnd || msg.wal.length === 0) return;
-  f.staged.push({ lsn: msg.beginLsn, bytes: msg.wal });
-  f.stagedEnd = (f.stagedEnd + msg.wal.length) as Lsn;
+  if (!f || f.source !== k || msg.term !== state.term || msg.beginLsn !== f.staged.endLsn || msg.wal.length === 0) return;
+  walBufferAppend(f.staged, msg.wal);
   f.readsInFlight--;
-  invariant(f.stagedEnd <= f.endLsn, 'recovery read past the requested range');
-  if (f.stagedEnd === f.endLsn) {
-    walBufferPrepend(state.wal, f.staged);
+  invariant(f.staged.endLsn <= f.endLsn, 'recovery read past the requested range');
+  if (f.staged.endLsn === f.endLsn) {
+    walBufferPrepend(state.wal, f.staged.chunks.slice(f.staged.head));
     state.fetch = null;
     planFetch(state, fx);
-    pumpAll(state, fx);
-    return;
+  } else {
+    issueReads(state, fx);
   }
-  issueReads(state, fx);
+  pumpAll(state, fx);
 }
 
 /** Starts (or resumes) reading WAL below our buffer that some safekeeper needs. */
@@ -437,7 +438,7 @@ function planFetch(state: ProposerState, fx: ProposerEffect[]): void {
       if (l.connected && l.electedSent && l.nextLsn < state.wal.startLsn && (need === null || l.nextLsn < need)) need = l.nextLsn;
     }
     if (need === null) return;
-    state.fetch = { beginLsn: need, endLsn: state.wal.startLsn, staged: [], stagedEnd: need, nextRequestLsn: need, source: null, readsInFlight: 0 };
+    state.fetch = { beginLsn: need, endLsn: state.wal.startLsn, staged: walBufferCreate(need), nextRequestLsn: need, source: null, readsInFlight: 0 };
   }
   const f = state.fetch;
   if (f.source === null) {
@@ -458,8 +459,8 @@ function planFetch(state: ProposerState, fx: ProposerEffect[]): void {
 
 function issueReads(state: ProposerState, fx: ProposerEffect[]): void {
   const f = state.fetch!;
-  const maxReads = state.config.maxInflightReads ?? 2;
-  const maxBytes = state.config.maxAppendBytes ?? MAX_APPEND_BYTES;
+  const maxReads = state.config.maxInflightReads ?? 4;
+  const maxBytes = state.config.maxReadBytes ?? MAX_APPEND_BYTES;
   while (f.source !== null && f.readsInFlight < maxReads && f.nextRequestLsn < f.endLsn) {
     const end = Math.min(f.endLsn, f.nextRequestLsn + maxBytes) as Lsn;
     send(fx, f.source, { kind: 'ReadRequest', term: state.term, beginLsn: f.nextRequestLsn, endLsn: end });
@@ -479,19 +480,29 @@ function pump(state: ProposerState, k: number, fx: ProposerEffect[]): void {
   if (!link.connected || !link.electedSent) return;
   const maxInflight = state.config.maxInflightAppends ?? 4;
   const maxBytes = state.config.maxAppendBytes ?? MAX_APPEND_BYTES;
-  const wal = state.wal;
   let sent = false;
-  while (link.inflightEnds.length < maxInflight && link.nextLsn < wal.endLsn && link.nextLsn >= wal.startLsn) {
-    const end = Math.min(wal.endLsn, link.nextLsn + maxBytes) as Lsn;
-    appendTo(state, k, link.nextLsn, end, walBufferRead(wal, link.nextLsn, end), fx);
+  while (link.inflightEnds.length < maxInflight) {
+    const source = bufferHolding(state, link.nextLsn);
+    if (source === null) break;
+    const end = Math.min(source.endLsn, link.nextLsn + maxBytes) as Lsn;
+    appendTo(state, k, link.nextLsn, end, walBufferRead(source, link.nextLsn, end), fx);
     link.inflightEnds.push(end);
     link.nextLsn = end;
     sent = true;
   }
-  const caughtUp = link.nextLsn === wal.endLsn;
+  const caughtUp = link.nextLsn === state.wal.endLsn;
   if (!sent && caughtUp && (link.sentCommitLsn < state.commitLsn || link.sentTruncateLsn < state.truncateLsn)) {
     appendTo(state, k, link.nextLsn, link.nextLsn, new Uint8Array(0), fx);
   }
+}
+
+/** Our WAL at `lsn` (the buffer, or the part of a recovery read that has arrived), or null. */
+function bufferHolding(state: ProposerState, lsn: Lsn): WalBuffer | null {
+  const wal = state.wal;
+  if (lsn >= wal.startLsn && lsn < wal.endLsn) return wal;
+  const staged = state.fetch?.staged;
+  if (staged && lsn >= staged.startLsn && lsn < staged.endLsn) return staged;
+  return null;
 }
 
 function appendTo(state: ProposerState, k: number, beginLsn: Lsn, endLsn: Lsn, wal: Uint8Array, fx: ProposerEffect[]): void {

@@ -1,0 +1,162 @@
+// The simulator's safety checkers, run after every event: acknowledged WAL is never lost, replicas agree
+// on committed WAL, commits never go backwards or contradict, one leader per term. They read simulator
+// state only; they must never change it.
+
+import { proposerReadWal } from '../core/proposer.js';
+import type { Lsn } from '../lsn.js';
+import type { Term } from '../storage/timeline_state.js';
+import type { ProposerGeneration } from './proposer_node.js';
+import type { SafekeeperNode } from './safekeeper_node.js';
+
+export interface Violation {
+  readonly timeUs: number;
+  readonly kind: string;
+  readonly detail: string;
+}
+
+export class Checker {
+  readonly violations: Violation[] = [];
+  /** The committed WAL as reported to applications: [baseLsn, committedEnd). Only ever extended. */
+  private committed: Uint8Array = new Uint8Array(4096);
+  private committedEnd: Lsn;
+  /** Per safekeeper: its durable WAL equals the committed WAL on [baseLsn, matchEnd). */
+  private readonly matchEnd: Lsn[];
+  private readonly electedBy = new Map<Term, number>();
+  private readonly committedBy = new Map<Term, number>();
+  private readonly lastCommitOf = new Map<number, Lsn>();
+  commits = 0;
+  elections = 0;
+  /** Commit reports below the global commit point (a deposed proposer catching up late): legal. */
+  staleCommitReports = 0;
+
+  constructor(
+    private readonly baseLsn: Lsn,
+    private readonly safekeepers: readonly SafekeeperNode[],
+    private readonly quorum: number,
+    private readonly now: () => number,
+  ) {
+    this.committedEnd = baseLsn;
+    this.matchEnd = safekeepers.map(() => baseLsn);
+  }
+
+  get commitLsn(): Lsn {
+    return this.committedEnd;
+  }
+
+  violation(kind: string, detail: string): void {
+    this.violations.push({ timeUs: this.now(), kind, detail });
+  }
+
+  /** (d) At most one proposer is elected in a term. */
+  onElected(gen: ProposerGeneration, term: Term): void {
+    this.elections++;
+    const other = this.electedBy.get(term);
+    if (other !== undefined && other !== gen.proposerId) {
+      this.violation('two leaders in one term', `term ${term}: proposer ${other} and proposer ${gen.proposerId} were both elected`);
+    }
+    this.electedBy.set(term, gen.proposerId);
+  }
+
+  /** (c), (d) and the extension of the committed WAL, at the moment a proposer reports a commit. */
+  onCommitted(gen: ProposerGeneration, commitLsn: Lsn): void {
+    this.commits++;
+    const term = gen.core.term;
+    const pid = gen.proposerId;
+    const committer = this.committedBy.get(term);
+    if (committer !== undefined && committer !== pid) {
+      this.violation('two committers in one term', `term ${term}: proposers ${committer} and ${pid} both committed`);
+    }
+    this.committedBy.set(term, pid);
+    const previous = this.lastCommitOf.get(pid);
+    if (previous !== undefined && commitLsn <= previous) {
+      this.violation('commit went backwards', `proposer ${pid} reported ${commitLsn} after ${previous}`);
+    }
+    this.lastCommitOf.set(pid, commitLsn);
+    // Compare what this proposer says is committed with what was already reported committed.
+    const wal = gen.core.wal;
+    const from = Math.max(previous ?? wal.startLsn, wal.startLsn, this.baseLsn) as Lsn;
+    const overlapEnd = Math.min(commitLsn, this.committedEnd) as Lsn;
+    if (from < overlapEnd) {
+      const mine = proposerReadWal(gen.core, from, overlapEnd);
+      if (mine === null) {
+        this.violation('checker cannot read', `proposer ${pid} no longer holds ${from}..${overlapEnd}`);
+      } else {
+        for (let i = 0; i < mine.length; i++) {
+          if (mine[i] !== this.committed[from - this.baseLsn + i]) {
+            this.violation('commit contradicts an earlier commit', `proposer ${pid} (term ${term}) reports ${commitLsn} committed but its WAL differs at ${from + i} from WAL committed earlier`);
+            break;
+          }
+        }
+      }
+    }
+    if (commitLsn < this.committedEnd) this.staleCommitReports++;
+    if (commitLsn > this.committedEnd) {
+      // WAL of earlier terms between the old commit point and our term start was never in this proposer's
+      // memory unless some safekeeper needed it: it is the donor's WAL (ours by definition of the donor).
+      let added: Uint8Array | null;
+      if (this.committedEnd < wal.startLsn) {
+        const donor = this.safekeepers[gen.core.donor];
+        const headEnd = Math.min(commitLsn, wal.startLsn) as Lsn;
+        const head = donor && donor.disk.durableEnd >= headEnd ? donor.disk.view(this.committedEnd, headEnd) : null;
+        const tail = commitLsn > wal.startLsn ? proposerReadWal(gen.core, wal.startLsn, commitLsn) : new Uint8Array(0);
+        added = head && tail ? concat(head, tail) : null;
+      } else {
+        added = proposerReadWal(gen.core, this.committedEnd, commitLsn);
+      }
+      if (added === null) {
+        this.violation('checker cannot read', `proposer ${pid} does not hold ${this.committedEnd}..${commitLsn} it just committed`);
+        return;
+      }
+      this.ensureCapacity(commitLsn - this.baseLsn);
+      this.committed.set(added, this.committedEnd - this.baseLsn);
+      this.committedEnd = commitLsn;
+    }
+  }
+
+  /** (a) and (b), after every event. Incremental: only newly durable or changed bytes are compared. */
+  afterEvent(): void {
+    let holders = 0;
+    for (let i = 0; i < this.safekeepers.length; i++) {
+      const sk = this.safekeepers[i]!;
+      const disk = sk.disk;
+      const changed = disk.takeChangedFrom();
+      let m = this.matchEnd[i]!;
+      if (changed !== null && changed < m) m = changed;
+      const limit = Math.min(disk.durableEnd, this.committedEnd);
+      const committed = this.committed;
+      const base = this.baseLsn;
+      while (m < limit && disk.byteAt(m) === committed[m - base]) m++;
+      this.matchEnd[i] = m;
+      if (m >= this.committedEnd) holders++;
+      // (b) What a safekeeper believes committed (in memory and in its control file) is the committed WAL.
+      const persisted = disk.durableControl.commitLsn;
+      if (persisted > m) {
+        this.violation('replica disagrees on committed WAL', `${sk.name} control file commitLsn ${persisted}, but its durable WAL matches the committed WAL only up to ${m} (committed end ${this.committedEnd})`);
+      }
+      if (sk.core && sk.core.commitLsn > m) {
+        this.violation('replica disagrees on committed WAL', `${sk.name} commitLsn ${sk.core.commitLsn}, but its durable WAL matches the committed WAL only up to ${m} (committed end ${this.committedEnd})`);
+      }
+    }
+    // (a) Every acknowledged byte is durable, identical, on a majority.
+    if (holders < this.quorum) {
+      const where = this.safekeepers.map((sk, i) => `${sk.name}: matches to ${this.matchEnd[i]}, durable end ${sk.disk.durableEnd}`).join('; ');
+      this.violation('acknowledged WAL lost', `committed end ${this.committedEnd} is held by ${holders} safekeepers, quorum ${this.quorum} (${where})`);
+    }
+  }
+
+  private ensureCapacity(bytes: number): void {
+    if (bytes <= this.committed.length) return;
+    let size = this.committed.length;
+    while (size < bytes) size *= 2;
+    const bigger = new Uint8Array(size);
+    bigger.set(this.committed.subarray(0, this.committedEnd - this.baseLsn));
+    this.committed = bigger;
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}

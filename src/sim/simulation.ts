@@ -1,0 +1,270 @@
+// One seeded simulation run: builds the cluster (safekeepers, proposer slots, network, disks), injects
+// faults for a while, heals everything, lets it settle, and returns the checkers' verdict. Deterministic:
+// the same parameters give the same run; it must never consult anything outside its seed.
+
+import { newTimelineState } from '../core/acceptor.js';
+import { quorumSize } from '../core/commit_lsn.js';
+import type { Lsn } from '../lsn.js';
+import { term } from '../storage/timeline_state.js';
+import { Checker, type Violation } from './checkers.js';
+import { EventQueue } from './event_queue.js';
+import { Prng } from './prng.js';
+import { ProposerNode, SIM_TENANT_ID, SIM_TIMELINE_ID, type ProposerGeneration } from './proposer_node.js';
+import { SafekeeperNode } from './safekeeper_node.js';
+import { SimDisk } from './sim_disk.js';
+import { SimNetwork } from './sim_network.js';
+import { paramsForSeed, type SimOverrides, type SimParams } from './sim_params.js';
+
+export type { Violation } from './checkers.js';
+
+export interface SimStats {
+  readonly events: number;
+  readonly simTimeUs: number;
+  readonly elections: number;
+  readonly commits: number;
+  readonly staleCommitReports: number;
+  readonly committedBytes: number;
+  readonly safekeeperCrashes: number;
+  readonly proposerGenerations: number;
+  readonly stepDowns: number;
+  readonly messages: number;
+  readonly connectionBreaks: number;
+  readonly fsyncs: number;
+  readonly partitions: number;
+  readonly fences: number;
+  /** The run hit maxEvents before its end time. */
+  readonly truncated: boolean;
+}
+
+export interface SimResult {
+  readonly seed: number;
+  readonly params: SimParams;
+  readonly violations: readonly Violation[];
+  readonly stats: SimStats;
+}
+
+export interface RunOptions {
+  /** Receives a line per event of interest (slower; for replaying one seed). */
+  readonly trace?: (line: string) => void;
+  /** Keep running after the first violation (default: stop there). */
+  readonly continueAfterViolation?: boolean;
+}
+
+export function runSeed(seed: number, overrides: SimOverrides = {}, options: RunOptions = {}): SimResult {
+  return runSimulation(paramsForSeed(seed, overrides), options);
+}
+
+export function runSimulation(params: SimParams, options: RunOptions = {}): SimResult {
+  const queue = new EventQueue();
+  const master = new Prng(params.seed);
+  const chaosRng = master.fork(1);
+  const net = new SimNetwork(queue, master.fork(2), params.net);
+  const traceSink = options.trace;
+  const verbose = traceSink !== undefined;
+  const trace = (line: string): void => {
+    if (traceSink) traceSink(`${(queue.now / 1000).toFixed(3).padStart(9)}ms ${line}`);
+  };
+  const quorum = quorumSize(params.safekeepers);
+  const safekeepers: SafekeeperNode[] = [];
+  // The checker is created after the nodes it reads, but nodes report violations through it.
+  let checker: Checker | null = null;
+  const violation = (kind: string, detail: string): void => {
+    checker!.violation(kind, detail);
+    if (verbose) trace(`VIOLATION ${kind}: ${detail}`);
+  };
+
+  for (let i = 0; i < params.safekeepers; i++) {
+    const initial = newTimelineState({
+      tenantId: SIM_TENANT_ID,
+      timelineId: SIM_TIMELINE_ID,
+      timelineStartLsn: params.timelineStartLsn,
+      segmentSizeBytes: params.segmentSizeBytes,
+    });
+    const disk = new SimDisk(params.timelineStartLsn, initial);
+    const node = new SafekeeperNode(
+      i,
+      disk,
+      { nodeId: i + 1, ...(params.acceptorFaults ? { unsafeTestingFaults: params.acceptorFaults } : {}) },
+      queue,
+      master.fork(100 + i),
+      net,
+      params.disk,
+      { violation, trace, verbose, audit: params.audit, eagerSends: params.eagerSends },
+    );
+    safekeepers.push(node);
+  }
+  checker = new Checker(params.timelineStartLsn, safekeepers, quorum, () => queue.now);
+  const check = checker;
+
+  let nextProposerId = 1;
+  const proposers: ProposerNode[] = [];
+  for (let slot = 0; slot < params.proposers; slot++) {
+    proposers.push(
+      new ProposerNode(
+        slot,
+        params,
+        queue,
+        net,
+        safekeepers,
+        {
+          violation,
+          trace,
+          verbose,
+          nextProposerId: () => nextProposerId++,
+          elected: (gen: ProposerGeneration, term) => check.onElected(gen, term),
+          committed: (gen: ProposerGeneration, commitLsn: Lsn) => check.onCommitted(gen, commitLsn),
+        },
+        master.fork(200 + slot),
+      ),
+    );
+  }
+
+  for (const sk of safekeepers) sk.start();
+  proposers[0]!.start();
+  for (const p of proposers.slice(1)) queue.schedule(chaosRng.range(0, 5000), () => p.start());
+
+  // Broker: every safekeeper publishes its position to the others now and then.
+  for (const sk of safekeepers) {
+    const publish = (): void => {
+      const info = sk.peerInfo();
+      if (info) {
+        for (const other of safekeepers) {
+          if (other !== sk) net.sendBetweenSafekeepers(sk.index, other.index, () => other.input({ kind: 'peerInfo', info }));
+        }
+      }
+      queue.schedule(params.peerInfoIntervalUs, publish);
+    };
+    queue.schedule(chaosRng.range(0, params.peerInfoIntervalUs), publish);
+  }
+
+  // Faults.
+  let chaosOn = params.chaos.meanIntervalUs > 0;
+  let partitions = 0;
+  let fences = 0;
+  let partitionToken = 0;
+  const restartPending = new Set<number>();
+  const restartSafekeeper = (sk: SafekeeperNode): void => {
+    restartPending.delete(sk.index);
+    if (!sk.up) sk.start();
+  };
+  const chaosStep = (): void => {
+    if (!chaosOn) return;
+    const c = params.chaos;
+    const weights = [c.safekeeperCrashWeight, c.proposerCrashWeight, c.partitionWeight, c.connectionBreakWeight, c.fenceWeight];
+    const total = weights.reduce((a, b) => a + b, 0);
+    let r = chaosRng.float() * total;
+    let action = 0;
+    while (action < weights.length - 1 && r >= weights[action]!) r -= weights[action++]!;
+    switch (action) {
+      case 0: {
+        const up = safekeepers.filter((s) => s.up);
+        if (up.length === 0) break;
+        const sk = chaosRng.pick(up);
+        sk.crash();
+        restartPending.add(sk.index);
+        queue.schedule(chaosRng.range(1000, c.safekeeperDownMaxUs), () => restartSafekeeper(sk));
+        break;
+      }
+      case 1: {
+        const live = proposers.filter((p) => p.gen !== null);
+        if (live.length > 0) chaosRng.pick(live).crash();
+        break;
+      }
+      case 2: {
+        const nodes = [...proposers.map((p) => `p${p.slot}`), ...safekeepers.map((s) => `s${s.index}`)];
+        const a: string[] = [];
+        const b: string[] = [];
+        for (const n of nodes) (chaosRng.chance(0.5) ? a : b).push(n);
+        if (a.length === 0 || b.length === 0) break;
+        partitions++;
+        if (verbose) trace(`PARTITION [${a.join(' ')}] | [${b.join(' ')}]`);
+        net.partition(a, b);
+        const token = ++partitionToken;
+        queue.schedule(chaosRng.range(1000, c.partitionMaxUs), () => {
+          if (token !== partitionToken) return;
+          if (verbose) trace('HEAL');
+          net.heal();
+        });
+        break;
+      }
+      case 3: {
+        const live = [...net.connections.values()].filter((x) => !x.broken);
+        if (live.length > 0) {
+          const conn = chaosRng.pick(live);
+          if (verbose) trace(`BREAK c${conn.id} (p${conn.proposer.slot} - sk${conn.skIndex})`);
+          net.breakConnection(conn);
+        }
+        break;
+      }
+      case 4: {
+        let maxTerm = 0;
+        for (const s of safekeepers) {
+          maxTerm = Math.max(maxTerm, s.disk.durableControl.term, s.core?.persistent.term ?? 0);
+        }
+        fences++;
+        if (verbose) trace(`FENCE minTerm ${maxTerm + 1}`);
+        for (const s of safekeepers) {
+          if (s.up && chaosRng.chance(0.8)) s.input({ kind: 'fence', minTerm: term(maxTerm + 1) });
+        }
+        break;
+      }
+    }
+    queue.schedule(chaosRng.range(0, 2 * params.chaos.meanIntervalUs), chaosStep);
+  };
+  if (chaosOn) queue.schedule(chaosRng.range(0, 2 * params.chaos.meanIntervalUs), chaosStep);
+
+  // Settle: heal everything, keep one proposer, and require progress (liveness) by the end.
+  let commitsAtSettle = 0;
+  queue.at(params.durationUs, () => {
+    chaosOn = false;
+    net.heal();
+    net.calm = true;
+    partitionToken++;
+    if (verbose) trace('SETTLE: faults stop, partitions heal, crashed safekeepers restart');
+    for (const sk of safekeepers) if (!sk.up) sk.start();
+    for (const p of proposers.slice(1)) p.retire();
+    proposers[0]!.start();
+    commitsAtSettle = check.commits;
+  });
+
+  const endUs = params.durationUs + params.settleUs;
+  let events = 0;
+  let truncated = false;
+  while (queue.runNext()) {
+    events++;
+    check.afterEvent();
+    if (check.violations.length > 0 && !options.continueAfterViolation) break;
+    if (queue.now >= endUs) break;
+    if (events >= params.maxEvents) {
+      truncated = true;
+      break;
+    }
+  }
+  if (params.checkLiveness && !truncated && check.violations.length === 0 && check.commits === commitsAtSettle) {
+    const p0 = proposers[0]!;
+    check.violation('no progress after settling', `proposer slot 0 (${p0.gen ? `generation ${p0.gen.proposerId}, phase ${p0.gen.core.phase}, term ${p0.gen.core.term}` : 'no live generation'}) committed nothing in ${params.settleUs}us of calm`);
+  }
+
+  return {
+    seed: params.seed,
+    params,
+    violations: check.violations,
+    stats: {
+      events,
+      simTimeUs: queue.now,
+      elections: check.elections,
+      commits: check.commits,
+      staleCommitReports: check.staleCommitReports,
+      committedBytes: check.commitLsn - params.timelineStartLsn,
+      safekeeperCrashes: safekeepers.reduce((a, s) => a + s.crashes, 0),
+      proposerGenerations: proposers.reduce((a, p) => a + p.generations, 0),
+      stepDowns: proposers.reduce((a, p) => a + p.stepDowns, 0),
+      messages: net.messagesSent,
+      connectionBreaks: net.breaks,
+      fsyncs: safekeepers.reduce((a, s) => a + s.disk.fsyncCount, 0),
+      partitions,
+      fences,
+      truncated,
+    },
+  };
+}
