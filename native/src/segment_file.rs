@@ -163,18 +163,26 @@ impl SegmentFile {
             }
             return Ok(None);
         };
-        let mut decoder = decoder.lock().unwrap_or_else(|p| p.into_inner());
-        let before = decoder.clone();
-        if let Some(stop) = decoder.feed_atomic(chunks, None).stop {
-            return Err(SkError::wal_invalid(stop, &self.path));
-        }
+        // The decoder lock is not held across the I/O: the JS thread may read its getters meanwhile.
+        let (before, generation, end_lsn) = {
+            let mut dec = decoder.lock().unwrap_or_else(|p| p.into_inner());
+            let before = dec.clone();
+            if let Some(stop) = dec.feed_atomic(chunks, None).stop {
+                return Err(SkError::wal_invalid(stop, &self.path));
+            }
+            (before, dec.generation(), dec.end_lsn())
+        };
         let written = self.write_range(offset, total, Source::Chunks { chunks, index: 0, offset: 0 });
-        let synced = written.and_then(|()| if sync { self.sync() } else { Ok(()) });
-        if let Err(err) = synced {
-            *decoder = before;
+        if let Err(err) = written.and_then(|()| if sync { self.sync() } else { Ok(()) }) {
+            // Un-accept the bytes so the same write can be retried (e.g. after SK_DISK_FULL), unless
+            // someone fed the decoder since.
+            let mut dec = decoder.lock().unwrap_or_else(|p| p.into_inner());
+            if dec.generation() == generation {
+                *dec = before;
+            }
             return Err(err);
         }
-        Ok(Some(decoder.end_lsn()))
+        Ok(Some(end_lsn))
     }
 
     /// Writes zeros over [from, to): truncates a divergent tail.

@@ -171,6 +171,8 @@ pub struct WalDecoder {
     crc: u32,
     stop: Option<Stop>,
     last_stop: Option<Stop>,
+    /// Counts feed and feed_atomic calls, so a caller can tell whether anyone fed it in between.
+    generation: u64,
 }
 
 impl WalDecoder {
@@ -208,6 +210,7 @@ impl WalDecoder {
             crc: 0,
             stop: None,
             last_stop: None,
+            generation: 0,
         })
     }
 
@@ -239,8 +242,13 @@ impl WalDecoder {
         self.last_stop.as_ref()
     }
 
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Decodes as far as the bytes are valid. Records completed are appended to `records`.
     pub fn feed(&mut self, chunk: &[u8], records: Option<&mut Vec<RecordInfo>>) -> FeedOutcome {
+        self.generation += 1;
         let mut records = records;
         let outcome = self.feed_inner(chunk, &mut records);
         self.last_stop = outcome.stop.clone();
@@ -250,6 +258,7 @@ impl WalDecoder {
     /// All or nothing over the concatenation of `chunks`: on any stop (end or error) the decoder is
     /// restored to its state before the call, stays usable, and nothing is appended to `records`.
     pub fn feed_atomic(&mut self, chunks: &[&[u8]], records: Option<&mut Vec<RecordInfo>>) -> FeedOutcome {
+        self.generation += 1;
         let mut records = records;
         if let Some(stop) = &self.stop {
             let stop = stop.clone();
@@ -264,7 +273,9 @@ impl WalDecoder {
             let outcome = self.feed_inner(chunk, &mut records);
             record_count += outcome.record_count;
             if let Some(stop) = outcome.stop {
+                let generation = self.generation;
                 *self = saved;
+                self.generation = generation;
                 if let Some(r) = records.as_mut() {
                     r.truncate(mark);
                 }
