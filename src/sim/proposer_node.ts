@@ -15,6 +15,7 @@ import type { SimParams } from './sim_params.js';
 
 export interface ProposerHooks {
   violation(kind: string, detail: string): void;
+  count(what: string): void;
   trace(line: string): void;
   readonly verbose: boolean;
   nextProposerId(): number;
@@ -91,6 +92,7 @@ export class ProposerGeneration implements ProposerEndpoint {
           break;
         }
         case 'elected':
+          this.owner.hooks.count('elected');
           if (this.owner.verbose) this.owner.trace(`${this.name} ELECTED term ${e.term}, termStartLsn ${e.termStartLsn}, donor sk${this.core.donor}`);
           this.owner.hooks.elected(this, e.term, e.termStartLsn);
           break;
@@ -101,6 +103,7 @@ export class ProposerGeneration implements ProposerEndpoint {
           this.owner.hooks.committed(this, e.commitLsn);
           break;
         case 'steppedDown':
+          this.owner.hooks.count(`step down: ${e.reason.replace(/[0-9]+/g, 'N')}`);
           if (this.owner.verbose) this.owner.trace(`${this.name} STEPPED DOWN: ${e.reason}`);
           this.owner.stepDowns++;
           this.owner.end(this);

@@ -22,6 +22,8 @@ import type { DiskParams } from './sim_params.js';
 
 export interface SafekeeperNodeHooks {
   violation(kind: string, detail: string): void;
+  /** Coverage counters: how often interesting situations happened. */
+  count(what: string): void;
   trace(line: string): void;
   readonly verbose: boolean;
   readonly audit: boolean;
@@ -75,6 +77,10 @@ export class SafekeeperNode implements SafekeeperEndpoint {
   crash(): void {
     if (!this.up) return;
     const report = this.disk.crash(this.rng, this.busy, this.diskParams.tearProbability);
+    if (report.survivedUnflushedBytes > 0) this.hooks.count('crash kept unflushed WAL');
+    if (report.lostBytes > 0) this.hooks.count('crash lost unflushed WAL');
+    if (report.tornWrite) this.hooks.count('crash tore a write');
+    if (this.busy !== 'none') this.hooks.count(`crash during ${this.busy}`);
     this.up = false;
     this.core = null;
     this.fifo = [];
@@ -94,6 +100,8 @@ export class SafekeeperNode implements SafekeeperEndpoint {
   }
 
   message(connId: number, msg: ProposerMessage): void {
+    this.hooks.count(`sk received ${msg.kind}`);
+    if (this.core && !this.core.connections.has(connId)) this.hooks.count('late message on a closed connection');
     if (this.hooks.verbose) this.hooks.trace(`${this.name} <- c${connId} ${describeProposerMessage(msg)}`);
     this.input({ kind: 'message', connId, message: msg });
   }
@@ -165,6 +173,7 @@ export class SafekeeperNode implements SafekeeperEndpoint {
         return;
       }
       case 'closeConnection': {
+        this.hooks.count(e.error ? `close ${e.error.code}` : 'close');
         if (this.hooks.verbose) this.hooks.trace(`${this.name} close c${e.connId}: ${e.error ? `${e.error.code} ${e.error.message} (got ${e.error.got}, expected ${e.error.expected})` : ''}`);
         const conn = this.net.connections.get(e.connId);
         if (conn) this.net.closeFromSafekeeper(conn, e.error);
@@ -186,6 +195,7 @@ export class SafekeeperNode implements SafekeeperEndpoint {
       case 'truncateWal':
         this.busy = 'truncateWal';
         this.disk.beginTruncate(e.lsn, e.commitLsn);
+        this.hooks.count(e.lsn < this.disk.durableEnd ? 'truncate durable WAL' : 'truncate unflushed WAL');
         if (this.hooks.verbose) this.hooks.trace(`${this.name} truncate WAL at ${e.lsn} (commitLsn ${e.commitLsn})`);
         later(this.rng.range(this.diskParams.fsyncMinUs, this.diskParams.fsyncMaxUs), () => {
           this.disk.truncate(e.lsn, e.commitLsn);

@@ -34,6 +34,8 @@ export interface SimStats {
   readonly fences: number;
   /** The run hit maxEvents before its end time. */
   readonly truncated: boolean;
+  /** How often interesting situations happened (coverage). */
+  readonly counters: Readonly<Record<string, number>>;
 }
 
 export interface SimResult {
@@ -65,6 +67,10 @@ export function runSimulation(params: SimParams, options: RunOptions = {}): SimR
     if (traceSink) traceSink(`${(queue.now / 1000).toFixed(3).padStart(9)}ms ${line}`);
   };
   const quorum = quorumSize(params.safekeepers);
+  const counters: Record<string, number> = {};
+  const count = (what: string): void => {
+    counters[what] = (counters[what] ?? 0) + 1;
+  };
   const safekeepers: SafekeeperNode[] = [];
   // The checker is created after the nodes it reads, but nodes report violations through it.
   let checker: Checker | null = null;
@@ -89,7 +95,7 @@ export function runSimulation(params: SimParams, options: RunOptions = {}): SimR
       master.fork(100 + i),
       net,
       params.disk,
-      { violation, trace, verbose, audit: params.audit, eagerSends: params.eagerSends },
+      { violation, count, trace, verbose, audit: params.audit, eagerSends: params.eagerSends },
     );
     safekeepers.push(node);
   }
@@ -108,6 +114,7 @@ export function runSimulation(params: SimParams, options: RunOptions = {}): SimR
         safekeepers,
         {
           violation,
+          count,
           trace,
           verbose,
           nextProposerId: () => nextProposerId++,
@@ -265,6 +272,7 @@ export function runSimulation(params: SimParams, options: RunOptions = {}): SimR
       partitions,
       fences,
       truncated,
+      counters,
     },
   };
 }
