@@ -9,6 +9,7 @@ import { runSeed, type SimResult } from '../src/sim/simulation.js';
 const FAULTS: Record<string, SimOverrides> = {
   'ack-before-flush': { acceptorFaults: { ackBeforeFlush: true } },
   'vote-before-persist': { acceptorFaults: { voteBeforePersist: true } },
+  'peer-commit-ignoring-term': { acceptorFaults: { peerCommitIgnoringTerm: true } },
   'commit-without-term-start': { proposerFaults: { commitWithoutTermStart: true } },
   'donor-by-flush-lsn': { proposerFaults: { donorByFlushLsnOnly: true } },
 };
@@ -38,10 +39,11 @@ const program = new Command()
   .option('--seed <s>', 'replay one seed with a verbose event trace', integer)
   .option('--max-trace-lines <n>', 'stop printing the trace after this many lines (replay)', integer, 200_000)
   .option('--fault <name>', `run a deliberately broken core: ${Object.keys(FAULTS).join(', ')}`)
+  .option('--coverage', 'print how often interesting situations happened across the batch')
   .option('--no-audit', 'do not check replies against the simulated disk when sent (end-to-end checkers only)')
   .parse();
 
-const opts = program.opts<{ seeds?: number; seedStart: number; seed?: number; maxTraceLines: number; fault?: string; audit: boolean }>();
+const opts = program.opts<{ seeds?: number; seedStart: number; seed?: number; maxTraceLines: number; fault?: string; audit: boolean; coverage?: boolean }>();
 if (opts.fault !== undefined && !(opts.fault in FAULTS)) program.error(`unknown fault ${opts.fault}; known: ${Object.keys(FAULTS).join(', ')}`);
 const overrides: SimOverrides = { ...(opts.fault ? FAULTS[opts.fault] : {}), audit: opts.audit };
 const replayFlags = `${opts.fault ? ` --fault ${opts.fault}` : ''}${opts.audit ? '' : ' --no-audit'}`;
@@ -66,6 +68,7 @@ if (opts.seed !== undefined) {
   let commits = 0;
   let elections = 0;
   let crashes = 0;
+  const counters: Record<string, number> = {};
   const every = Math.max(1, Math.floor(count / 20));
   for (let i = 0; i < count; i++) {
     const seed = start + i;
@@ -74,6 +77,7 @@ if (opts.seed !== undefined) {
     commits += result.stats.commits;
     elections += result.stats.elections;
     crashes += result.stats.safekeeperCrashes;
+    for (const [k, v] of Object.entries(result.stats.counters)) counters[k] = (counters[k] ?? 0) + v;
     if (result.violations.length > 0) {
       failed++;
       const v = result.violations[0]!;
@@ -91,5 +95,8 @@ if (opts.seed !== undefined) {
     `${count} seeds from ${start}: ${failed} with violations; ${events} events, ${elections} elections, ${commits} commits, ` +
       `${crashes} safekeeper crashes; ${secs.toFixed(1)} s (${(count / secs).toFixed(1)} seeds/s, ${Math.round(events / secs)} events/s)`,
   );
+  if (opts.coverage) {
+    for (const k of Object.keys(counters).sort()) console.log(`  ${String(counters[k]).padStart(9)}  ${k}`);
+  }
   process.exitCode = failed > 0 ? 1 : 0;
 }

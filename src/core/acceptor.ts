@@ -32,6 +32,8 @@ export interface AcceptorTestingFaults {
   readonly ackBeforeFlush?: boolean;
   /** Send a granted vote before the control file holding it is persisted. */
   readonly voteBeforePersist?: boolean;
+  /** Adopt a peer's commitLsn without checking that our last log terms are equal. */
+  readonly peerCommitIgnoringTerm?: boolean;
 }
 
 export interface AcceptorConfig {
@@ -467,7 +469,8 @@ function onPeerInfo(state: AcceptorState, info: PeerInfo, fx: AcceptorEffect[]):
   const mine = lastLogTerm(state.persistent.termHistory, state.flushLsn);
   // Equal last terms: both WALs are prefixes of that term's leader's WAL, so the peer's commit point is
   // valid on ours up to our flushLsn.
-  if (mine === 0 || info.lastLogTerm !== mine) return;
+  const ignoreTerm = state.config.unsafeTestingFaults?.peerCommitIgnoringTerm === true;
+  if (!ignoreTerm && (mine === 0 || info.lastLogTerm !== mine)) return;
   const candidate = info.commitLsn < state.flushLsn ? info.commitLsn : state.flushLsn;
   if (candidate > state.commitLsn) {
     state.commitLsn = candidate;

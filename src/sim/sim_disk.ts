@@ -167,8 +167,8 @@ export class SimDisk {
       const w = this.unflushed[survivors]!;
       const len = w.end - w.lsn;
       const from = w.lsn + rng.int(len);
-      const garbage = rng.bytes(w.end - from);
-      this.data.set(garbage, from - this.baseLsn);
+      // Garbage that surely differs from what was meant to be written there.
+      for (let p = from - this.baseLsn; p < w.end - this.baseLsn; p++) this.data[p] = this.data[p]! ^ (1 + rng.int(255));
       tornWrite = true;
     }
     // Recovery: scan forward from the durable end, validating each write's checksum.
