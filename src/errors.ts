@@ -25,6 +25,8 @@ export const ErrorCodes = {
   CONFIG_INVALID: 'SK_CONFIG_INVALID',
   /** An argument violated the API contract (a bug in the caller). */
   INVALID_ARGUMENT: 'SK_INVALID_ARGUMENT',
+  /** fdatasync/fsync failed. Fatal: the process exits and recovery re-validates; never retried. */
+  FSYNC_FAILED: 'SK_FSYNC_FAILED',
   /** An I/O error other than the above. */
   IO: 'SK_IO',
 } as const;
