@@ -70,6 +70,16 @@ function segmentSizeFromHeader(bytes: Buffer): number | null {
 export async function verifyWal(paths: readonly string[], segmentSizeHint?: number): Promise<SegmentReport[]> {
   const segments = await collectSegments(paths, segmentSizeHint);
   const reports: SegmentReport[] = [];
+  // Records are reported by the feed in which they complete; attribute them to the segment they start in.
+  const startsBySegment = new Map<number, number[]>();
+  const bucket = (starts: Float64Array | undefined, segmentSizeBytes: number) => {
+    for (const start of starts ?? []) {
+      const no = Math.floor(start / segmentSizeBytes);
+      let list = startsBySegment.get(no);
+      if (!list) startsBySegment.set(no, (list = []));
+      list.push(start);
+    }
+  };
   let decoder: WalDecoder | null = null;
   let expectedNext = -1;
   for (const seg of segments) {
@@ -79,13 +89,13 @@ export async function verifyWal(paths: readonly string[], segmentSizeHint?: numb
     }
     const bytes = await loadSegment(seg.path);
     const result = decoder.feed(bytes.length > seg.segmentSizeBytes ? bytes.subarray(0, seg.segmentSizeBytes) : bytes);
-    const starts = result.records?.startLsn ?? new Float64Array();
+    bucket(result.records?.startLsn, seg.segmentSizeBytes);
     const report: SegmentReport = {
       file: seg.path,
       segmentNo: seg.segmentNo,
-      records: starts.length,
-      firstRecordLsn: starts.length > 0 ? formatLsn(lsn(starts[0]!)) : null,
-      lastRecordLsn: starts.length > 0 ? formatLsn(lsn(starts[starts.length - 1]!)) : null,
+      records: 0,
+      firstRecordLsn: null,
+      lastRecordLsn: null,
       endLsn: formatLsn(decoder.endLsn as Lsn),
       status: result.stop === null ? 'ok' : result.stop.kind === 'end' ? 'end' : 'error',
     };
@@ -94,6 +104,12 @@ export async function verifyWal(paths: readonly string[], segmentSizeHint?: numb
     }
     reports.push(report);
     expectedNext = seg.segmentNo + 1;
+  }
+  for (const r of reports) {
+    const starts = startsBySegment.get(r.segmentNo) ?? [];
+    r.records = starts.length;
+    r.firstRecordLsn = starts.length > 0 ? formatLsn(lsn(starts[0]!)) : null;
+    r.lastRecordLsn = starts.length > 0 ? formatLsn(lsn(starts[starts.length - 1]!)) : null;
   }
   return reports;
 }
