@@ -3,7 +3,7 @@
 // it must never emit a reply that claims durability the driver has not reported back.
 
 import { invariant } from '../errors.js';
-import type { Lsn } from '../lsn.js';
+import { formatLsn, type Lsn } from '../lsn.js';
 import type { Term, TimelinePersistentState } from '../storage/timeline_state.js';
 import { ProtocolErrorCodes, protocolError, type ProtocolErrorCode } from './protocol_errors.js';
 import {
@@ -161,7 +161,7 @@ export function newTimelineState(opts: NewTimelineOptions): TimelinePersistentSt
 export function acceptorRestore(config: AcceptorConfig, persistent: TimelinePersistentState, walFlushLsn: Lsn): AcceptorState {
   invariant(
     walFlushLsn >= persistent.commitLsn,
-    `recovered WAL ends at ${walFlushLsn}, below the persisted commitLsn ${persistent.commitLsn}`,
+    `recovered WAL ends at ${formatLsn(walFlushLsn)}, below the persisted commitLsn ${formatLsn(persistent.commitLsn)}`,
   );
   return {
     config,
@@ -362,16 +362,16 @@ function onElected(state: AcceptorState, connId: ConnectionId, conn: ConnectionS
   }
   const divergence = findDivergencePoint(history, p.termHistory, state.flushLsn);
   if (!divergence.ok) {
-    closeWith(state, connId, ProtocolErrorCodes.BAD_HISTORY, `term ${divergence.term} starts at different LSNs`, divergence.leaderLsn, divergence.acceptorLsn, fx);
+    closeWith(state, connId, ProtocolErrorCodes.BAD_HISTORY, `term ${divergence.term} starts at different LSNs`, formatLsn(divergence.leaderLsn), formatLsn(divergence.acceptorLsn), fx);
     return;
   }
   if (msg.startLsn > divergence.startLsn || msg.startLsn < p.localStartLsn) {
-    closeWith(state, connId, ProtocolErrorCodes.BAD_START, 'start LSN beyond the divergence point', msg.startLsn, divergence.startLsn, fx);
+    closeWith(state, connId, ProtocolErrorCodes.BAD_START, 'start LSN outside [localStartLsn, divergence point]', formatLsn(msg.startLsn), `${formatLsn(p.localStartLsn)}..${formatLsn(divergence.startLsn)}`, fx);
     return;
   }
   // Committed WAL is on a quorum and in every later leader's log, so its divergence point can never be
   // below our commitLsn. If it is, this safekeeper (or the protocol) is broken: crash.
-  invariant(msg.startLsn >= state.commitLsn, `ProposerElected would cut WAL at ${msg.startLsn}, below commitLsn ${state.commitLsn}`);
+  invariant(msg.startLsn >= state.commitLsn, `ProposerElected would cut WAL at ${formatLsn(msg.startLsn)}, below commitLsn ${formatLsn(state.commitLsn)}`);
   // Order matters (docs/PROTOCOL.md rule 3): cut, then persist the history, then accept WAL.
   if (msg.startLsn < state.writeLsn) {
     fx.push({ kind: 'truncateWal', lsn: msg.startLsn, commitLsn: state.commitLsn });
@@ -401,7 +401,7 @@ function onAppend(state: AcceptorState, connId: ConnectionId, conn: ConnectionSt
     return;
   }
   if (msg.beginLsn !== state.writeLsn) {
-    closeWith(state, connId, ProtocolErrorCodes.WAL_GAP, 'append must start at the write position', msg.beginLsn, state.writeLsn, fx);
+    closeWith(state, connId, ProtocolErrorCodes.WAL_GAP, 'append must start at the write position', formatLsn(msg.beginLsn), formatLsn(state.writeLsn), fx);
     return;
   }
   if (length > 0) {
@@ -434,7 +434,7 @@ function onRead(state: AcceptorState, connId: ConnectionId, msg: ReadRequest, fx
     return;
   }
   if (msg.beginLsn < p.localStartLsn || msg.endLsn > state.flushLsn || msg.beginLsn > msg.endLsn) {
-    closeWith(state, connId, ProtocolErrorCodes.WAL_NOT_AVAILABLE, 'WAL not held here', `${msg.beginLsn}..${msg.endLsn}`, `${p.localStartLsn}..${state.flushLsn}`, fx);
+    closeWith(state, connId, ProtocolErrorCodes.WAL_NOT_AVAILABLE, 'WAL not held here', `${formatLsn(msg.beginLsn)}..${formatLsn(msg.endLsn)}`, `${formatLsn(p.localStartLsn)}..${formatLsn(state.flushLsn)}`, fx);
     return;
   }
   fx.push({ kind: 'readWal', connId, term: msg.term, beginLsn: msg.beginLsn, endLsn: msg.endLsn });
@@ -445,7 +445,7 @@ function onWalFlushed(state: AcceptorState, epoch: number, reported: Lsn, fx: Ac
   let flushed = reported;
   // The flush ran before a truncation the core already decided: only its part below the cut counts.
   if (state.flushCap !== null && flushed > state.flushCap) flushed = state.flushCap;
-  invariant(flushed <= state.writeLsn, `flushed ${flushed} beyond written ${state.writeLsn}`);
+  invariant(flushed <= state.writeLsn, `flushed ${formatLsn(flushed)} beyond written ${formatLsn(state.writeLsn)}`);
   if (flushed > state.flushLsn) state.flushLsn = flushed;
   state.flushInFlight = false;
   state.flushCap = null;

@@ -3,7 +3,7 @@
 // No I/O, clock, timers, randomness or promises; it must never report a commit a quorum has not flushed.
 
 import { invariant } from '../errors.js';
-import type { Lsn } from '../lsn.js';
+import { formatLsn, type Lsn } from '../lsn.js';
 import type { Term, TermHistory } from '../storage/timeline_state.js';
 import { quorumCommitLsn, quorumSize } from './commit_lsn.js';
 import { chooseDonor } from './donor_choice.js';
@@ -387,7 +387,7 @@ function onAppendResponse(state: ProposerState, k: number, msg: AppendResponse, 
     return;
   }
   if (state.phase !== 'leader' || msg.term !== state.term || !link.electedSent) return;
-  invariant(msg.flushLsn <= link.nextLsn, `safekeeper ${k} acknowledged ${msg.flushLsn}, beyond what was sent (${link.nextLsn})`);
+  invariant(msg.flushLsn <= link.nextLsn, `safekeeper ${k} acknowledged ${formatLsn(msg.flushLsn)}, beyond what was sent (${formatLsn(link.nextLsn)})`);
   // Trim with the values from before this acknowledgement, so the WAL a `committed` effect of this step
   // reports is still readable by the caller (the simulator's checker reads it). Not while a recovery read
   // is filling the front of the buffer.
@@ -404,7 +404,7 @@ function advanceCommit(state: ProposerState, fx: ProposerEffect[]): void {
   const floor = state.config.unsafeTestingFaults?.commitWithoutTermStart ? (0 as Lsn) : state.termStartLsn;
   const candidate = quorumCommitLsn(flushes, state.quorum, floor);
   if (candidate !== null && candidate > state.commitLsn) {
-    invariant(candidate <= state.wal.endLsn, `commit ${candidate} beyond our WAL end ${state.wal.endLsn}`);
+    invariant(candidate <= state.wal.endLsn, `commit ${formatLsn(candidate)} beyond our WAL end ${formatLsn(state.wal.endLsn)}`);
     state.commitLsn = candidate;
     fx.push({ kind: 'committed', commitLsn: candidate });
   }

@@ -3,7 +3,7 @@
 // state only; they must never change it.
 
 import { proposerReadWal } from '../core/proposer.js';
-import type { Lsn } from '../lsn.js';
+import { formatLsn as L, type Lsn } from '../lsn.js';
 import type { Term } from '../storage/timeline_state.js';
 import type { ProposerGeneration } from './proposer_node.js';
 import type { SafekeeperNode } from './safekeeper_node.js';
@@ -69,7 +69,7 @@ export class Checker {
     this.committedBy.set(term, pid);
     const previous = this.lastCommitOf.get(pid);
     if (previous !== undefined && commitLsn <= previous) {
-      this.violation('commit went backwards', `proposer ${pid} reported ${commitLsn} after ${previous}`);
+      this.violation('commit went backwards', `proposer ${pid} reported ${L(commitLsn)} after ${L(previous as Lsn)}`);
     }
     this.lastCommitOf.set(pid, commitLsn);
     // Compare what this proposer says is committed with what was already reported committed.
@@ -79,11 +79,11 @@ export class Checker {
     if (from < overlapEnd) {
       const mine = proposerReadWal(gen.core, from, overlapEnd);
       if (mine === null) {
-        this.violation('checker cannot read', `proposer ${pid} no longer holds ${from}..${overlapEnd}`);
+        this.violation('checker cannot read', `proposer ${pid} no longer holds ${L(from)}..${L(overlapEnd)}`);
       } else {
         for (let i = 0; i < mine.length; i++) {
           if (mine[i] !== this.committed[from - this.baseLsn + i]) {
-            this.violation('commit contradicts an earlier commit', `proposer ${pid} (term ${term}) reports ${commitLsn} committed but its WAL differs at ${from + i} from WAL committed earlier`);
+            this.violation('commit contradicts an earlier commit', `proposer ${pid} (term ${term}) reports ${L(commitLsn)} committed but its WAL differs at ${L(from + i)} from WAL committed earlier`);
             break;
           }
         }
@@ -104,7 +104,7 @@ export class Checker {
         added = proposerReadWal(gen.core, this.committedEnd, commitLsn);
       }
       if (added === null) {
-        this.violation('checker cannot read', `proposer ${pid} does not hold ${this.committedEnd}..${commitLsn} it just committed`);
+        this.violation('checker cannot read', `proposer ${pid} does not hold ${L(this.committedEnd)}..${L(commitLsn)} it just committed`);
         return;
       }
       this.ensureCapacity(commitLsn - this.baseLsn);
@@ -131,16 +131,16 @@ export class Checker {
       // (b) What a safekeeper believes committed (in memory and in its control file) is the committed WAL.
       const persisted = disk.durableControl.commitLsn;
       if (persisted > m) {
-        this.violation('replica disagrees on committed WAL', `${sk.name} control file commitLsn ${persisted}, but its durable WAL matches the committed WAL only up to ${m} (committed end ${this.committedEnd})`);
+        this.violation('replica disagrees on committed WAL', `${sk.name} control file commitLsn ${L(persisted)}, but its durable WAL matches the committed WAL only up to ${L(m)} (committed end ${L(this.committedEnd)})`);
       }
       if (sk.core && sk.core.commitLsn > m) {
-        this.violation('replica disagrees on committed WAL', `${sk.name} commitLsn ${sk.core.commitLsn}, but its durable WAL matches the committed WAL only up to ${m} (committed end ${this.committedEnd})`);
+        this.violation('replica disagrees on committed WAL', `${sk.name} commitLsn ${L(sk.core.commitLsn)}, but its durable WAL matches the committed WAL only up to ${L(m)} (committed end ${L(this.committedEnd)})`);
       }
     }
     // (a) Every acknowledged byte is durable, identical, on a majority.
     if (holders < this.quorum) {
-      const where = this.safekeepers.map((sk, i) => `${sk.name}: matches to ${this.matchEnd[i]}, durable end ${sk.disk.durableEnd}`).join('; ');
-      this.violation('acknowledged WAL lost', `committed end ${this.committedEnd} is held by ${holders} safekeepers, quorum ${this.quorum} (${where})`);
+      const where = this.safekeepers.map((sk, i) => `${sk.name}: matches to ${L(this.matchEnd[i]!)}, durable end ${L(sk.disk.durableEnd)}`).join('; ');
+      this.violation('acknowledged WAL lost', `committed end ${L(this.committedEnd)} is held by ${holders} safekeepers, quorum ${this.quorum} (${where})`);
     }
   }
 

@@ -5,7 +5,7 @@
 import { describeError } from '../errors.js';
 import type { AcceptorMessage } from '../core/protocol_messages.js';
 import { proposerInit, proposerStep, type ProposerConfig, type ProposerInput, type ProposerState } from '../core/proposer.js';
-import type { Lsn } from '../lsn.js';
+import { formatLsn as L, type Lsn } from '../lsn.js';
 import type { Term } from '../storage/timeline_state.js';
 import type { EventQueue } from './event_queue.js';
 import { Prng } from './prng.js';
@@ -93,13 +93,13 @@ export class ProposerGeneration implements ProposerEndpoint {
         }
         case 'elected':
           this.owner.hooks.count('elected');
-          if (this.owner.verbose) this.owner.trace(`${this.name} ELECTED term ${e.term}, termStartLsn ${e.termStartLsn}, donor sk${this.core.donor}`);
+          if (this.owner.verbose) this.owner.trace(`${this.name} ELECTED term ${e.term}, termStartLsn ${L(e.termStartLsn)}, donor sk${this.core.donor}`);
           this.owner.hooks.elected(this, e.term, e.termStartLsn);
           break;
         case 'walAppended':
           break;
         case 'committed':
-          if (this.owner.verbose) this.owner.trace(`${this.name} committed ${e.commitLsn}`);
+          if (this.owner.verbose) this.owner.trace(`${this.name} committed ${L(e.commitLsn)}`);
           this.owner.hooks.committed(this, e.commitLsn);
           break;
         case 'steppedDown':

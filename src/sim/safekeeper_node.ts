@@ -3,6 +3,7 @@
 // It must never send a reply before the storage effects queued ahead of it completed.
 
 import { describeError } from '../errors.js';
+import { formatLsn as L } from '../lsn.js';
 import {
   acceptorPeerInfo,
   acceptorRestore,
@@ -70,7 +71,7 @@ export class SafekeeperNode implements SafekeeperEndpoint {
       this.up = false;
       return;
     }
-    if (this.hooks.verbose) this.hooks.trace(`${this.name} start: term ${control.term}, flushLsn ${flushLsn}, commitLsn ${control.commitLsn}`);
+    if (this.hooks.verbose) this.hooks.trace(`${this.name} start: term ${control.term}, flushLsn ${L(flushLsn)}, commitLsn ${L(control.commitLsn)}`);
   }
 
   /** Power loss: the core and the effect queue vanish, the disk keeps only what it must. */
@@ -196,7 +197,7 @@ export class SafekeeperNode implements SafekeeperEndpoint {
         this.busy = 'truncateWal';
         this.disk.beginTruncate(e.lsn, e.commitLsn);
         this.hooks.count(e.lsn < this.disk.durableEnd ? 'truncate durable WAL' : 'truncate unflushed WAL');
-        if (this.hooks.verbose) this.hooks.trace(`${this.name} truncate WAL at ${e.lsn} (commitLsn ${e.commitLsn})`);
+        if (this.hooks.verbose) this.hooks.trace(`${this.name} truncate WAL at ${L(e.lsn)} (commitLsn ${L(e.commitLsn)})`);
         later(this.rng.range(this.diskParams.fsyncMinUs, this.diskParams.fsyncMaxUs), () => {
           this.disk.truncate(e.lsn, e.commitLsn);
           this.busy = 'none';
@@ -230,12 +231,12 @@ export class SafekeeperNode implements SafekeeperEndpoint {
     const control = this.disk.durableControl;
     const where = `${this.name} -> p${proposerSlot ?? '?'}`;
     if (msg.kind === 'VoteResponse') {
-      if (msg.flushLsn > durableEnd) this.hooks.violation('durability audit', `${where} VoteResponse flushLsn ${msg.flushLsn} > durable WAL end ${durableEnd}`);
+      if (msg.flushLsn > durableEnd) this.hooks.violation('durability audit', `${where} VoteResponse flushLsn ${L(msg.flushLsn)} > durable WAL end ${L(durableEnd)}`);
       if (msg.granted && control.term < msg.term) {
         this.hooks.violation('durability audit', `${where} granted vote for term ${msg.term}, durable control file has term ${control.term}`);
       }
     } else if (msg.kind === 'AppendResponse') {
-      if (msg.flushLsn > durableEnd) this.hooks.violation('durability audit', `${where} AppendResponse flushLsn ${msg.flushLsn} > durable WAL end ${durableEnd}`);
+      if (msg.flushLsn > durableEnd) this.hooks.violation('durability audit', `${where} AppendResponse flushLsn ${L(msg.flushLsn)} > durable WAL end ${L(durableEnd)}`);
     }
   }
 }
@@ -247,11 +248,11 @@ export function describeProposerMessage(m: ProposerMessage): string {
     case 'VoteRequest':
       return `VoteRequest(term ${m.term})`;
     case 'ProposerElected':
-      return `Elected(term ${m.term}, start ${m.startLsn}, history ${historyText(m.termHistory)})`;
+      return `Elected(term ${m.term}, start ${L(m.startLsn)}, history ${historyText(m.termHistory)})`;
     case 'AppendRequest':
-      return `Append(term ${m.term}, ${m.beginLsn}..${m.endLsn}, commit ${m.commitLsn}, truncate ${m.truncateLsn})`;
+      return `Append(term ${m.term}, ${L(m.beginLsn)}..${L(m.endLsn)}, commit ${L(m.commitLsn)}, truncate ${L(m.truncateLsn)})`;
     case 'ReadRequest':
-      return `Read(term ${m.term}, ${m.beginLsn}..${m.endLsn})`;
+      return `Read(term ${m.term}, ${L(m.beginLsn)}..${L(m.endLsn)})`;
   }
 }
 
@@ -260,16 +261,16 @@ export function describeAcceptorMessage(m: AcceptorMessage): string {
     case 'AcceptorGreeting':
       return `Greeting(node ${m.nodeId}, term ${m.term}, minTerm ${m.minTerm})`;
     case 'VoteResponse':
-      return `Vote(term ${m.term}, granted ${m.granted}, flush ${m.flushLsn}, lastLogTerm ${m.lastLogTerm}, history ${historyText(m.termHistory)})`;
+      return `Vote(term ${m.term}, granted ${m.granted}, flush ${L(m.flushLsn)}, lastLogTerm ${m.lastLogTerm}, history ${historyText(m.termHistory)})`;
     case 'AppendResponse':
-      return `AppendResponse(term ${m.term}, flush ${m.flushLsn}, commit ${m.commitLsn})`;
+      return `AppendResponse(term ${m.term}, flush ${L(m.flushLsn)}, commit ${L(m.commitLsn)})`;
     case 'ReadResponse':
-      return `ReadResponse(term ${m.term}, ${m.beginLsn}+${m.wal.length})`;
+      return `ReadResponse(term ${m.term}, ${L(m.beginLsn)}+${m.wal.length})`;
     case 'Error':
       return `Error(${m.code}, term ${m.term}, got ${m.got}, expected ${m.expected}: ${m.message})`;
   }
 }
 
 function historyText(h: readonly { term: number; lsn: number }[]): string {
-  return `[${h.map((e) => `${e.term}@${e.lsn}`).join(' ')}]`;
+  return `[${h.map((e) => `${e.term}@${L(e.lsn)}`).join(' ')}]`;
 }
