@@ -4,6 +4,8 @@
 
 import { Command, InvalidArgumentError } from 'commander';
 import { formatReportLine, verifyWal } from '../tools/verify_wal.js';
+import { runCluster } from './cluster_command.js';
+import { runStart, type StartOptions } from './start_command.js';
 
 const program = new Command();
 program.name('safekeeper').description('Durable, quorum-replicated WAL service for PostgreSQL').showHelpAfterError();
@@ -32,6 +34,41 @@ program
       process.stdout.write(failed ? 'verify-wal: DAMAGED\n' : `verify-wal: ${reports.length} segment(s) ok\n`);
     }
     process.exitCode = failed ? 1 : 0;
+  });
+
+function parseNodeId(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('node id is a positive integer');
+  return n;
+}
+
+function parseListen(value: string): { host: string; port: number } {
+  const m = /^(.*):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new InvalidArgumentError('listen address is HOST:PORT (port 0 picks a free one)');
+  return { host: m[1] || '127.0.0.1', port };
+}
+
+program
+  .command('start')
+  .description('run one safekeeper node')
+  .requiredOption('--id <n>', 'node id (unique in the cluster)', parseNodeId)
+  .option('--listen <host:port>', 'WebSocket + HTTP listen address', parseListen, { host: '127.0.0.1', port: 7676 })
+  .option('--data-dir <dir>', 'data directory', './data/sk')
+  .option('--implicit-timeline-creation', 'create a timeline on the first greeting instead of requiring the API')
+  .option('--direct-io <mode>', 'O_DIRECT for segment writes: auto, on or off', 'auto')
+  .action(async (opts: StartOptions) => {
+    await runStart(opts);
+  });
+
+program
+  .command('cluster')
+  .description('run a local 3-safekeeper cluster on loopback (what `npm start` runs)')
+  .option('--data-dir <dir>', 'parent data directory', './data')
+  .option('--base-port <port>', 'first port; nodes use base, base+1, base+2', (v) => Number(v), 7701)
+  .option('--nodes <n>', 'number of safekeepers (odd, 1 to 7)', (v) => Number(v), 3)
+  .action(async (opts: { dataDir: string; basePort: number; nodes: number }) => {
+    await runCluster(opts);
   });
 
 program.parseAsync(process.argv).catch((err: unknown) => {
