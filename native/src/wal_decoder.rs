@@ -23,7 +23,17 @@ const XLOG_SWITCH: u8 = 0x40;
 
 /// Formats an LSN the way PostgreSQL prints it: `X/XXXXXXXX`.
 pub fn format_lsn(lsn: u64) -> String {
-    format!("{:X}/{:08X}", lsn >> 32, lsn as u32)
+    LsnText(lsn).to_string()
+}
+
+/// An LSN that formats as `X/XXXXXXXX` only when displayed, so the happy path never allocates a message.
+#[derive(Clone, Copy)]
+struct LsnText(u64);
+
+impl std::fmt::Display for LsnText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:X}/{:08X}", self.0 >> 32, self.0 as u32)
+    }
 }
 
 fn max_align(value: u64) -> u64 {
@@ -314,7 +324,7 @@ impl WalDecoder {
         records: &mut Option<&mut Vec<RecordInfo>>,
     ) -> Result<usize, Stop> {
         if self.phase == Phase::SwitchPadding {
-            let in_segment = self.pos % self.segment_size_bytes;
+            let in_segment = self.pos & (self.segment_size_bytes - 1);
             if in_segment != 0 {
                 let n = (self.segment_size_bytes - in_segment).min(input.len() as u64) as usize;
                 self.pos += n as u64;
@@ -357,7 +367,8 @@ impl WalDecoder {
     }
 
     fn page_header_len(&self, page_start: u64) -> usize {
-        if page_start.is_multiple_of(self.segment_size_bytes) {
+        // The segment size is a power of two (checked in new): a mask, not a 64-bit division per step.
+        if page_start & (self.segment_size_bytes - 1) == 0 {
             SIZE_OF_LONG_PAGE_HEADER
         } else {
             SIZE_OF_SHORT_PAGE_HEADER
@@ -383,7 +394,7 @@ impl WalDecoder {
     fn validate_page_header(&mut self, page_lsn: u64, header_len: usize) -> Result<(), Stop> {
         let header = self.page_hdr;
         let h = &header[..header_len];
-        let at = format_lsn(page_lsn);
+        let at = LsnText(page_lsn);
         if h.iter().all(|&b| b == 0) {
             return Err(Stop::new(StopCode::ZeroPage, page_lsn, format!("zero page header at {at}: end of WAL")));
         }
@@ -580,7 +591,7 @@ impl WalDecoder {
 
     fn check_total_length(&mut self) -> Result<(), Stop> {
         let total = u32::from_le_bytes(self.rec_hdr[0..4].try_into().unwrap());
-        let at = format_lsn(self.rec_start);
+        let at = LsnText(self.rec_start);
         if total == 0 {
             return Err(Stop::new(StopCode::ZeroRecord, self.rec_start, format!("record length 0 at {at}: end of WAL")));
         }
