@@ -43,3 +43,24 @@ t.test('adopting a peer commitLsn across different last terms makes a replica di
   const caught = firstCaught({ acceptorFaults: { peerCommitIgnoringTerm: true } }, 200);
   t.match(caught?.kinds, ['replica disagrees on committed WAL']);
 });
+
+t.test('committing by counting acknowledgements below the term start (Raft figure 8) loses committed WAL', async (t) => {
+  // Tiny appends, one in flight, frequent faults: elections land while safekeepers are half recovered.
+  const figure8: SimOverrides = {
+    proposerFaults: { commitWithoutTermStart: true },
+    maxAppendBytes: 16,
+    maxReadBytes: 16,
+    maxInflightAppends: 1,
+    workload: { recordMaxBytes: 40 },
+    chaos: { meanIntervalUs: 6000, safekeeperDownMaxUs: 20_000 },
+    durationUs: 600_000,
+    settleUs: 100_000,
+    checkLiveness: false,
+  };
+  const caught = firstCaught(figure8, 300);
+  t.ok(caught, `caught at seed ${caught?.seed}`);
+  t.ok(
+    caught?.kinds.some((k) => ['acknowledged WAL lost', 'safekeeper invariant', 'commit contradicts an earlier commit'].includes(k)),
+    `caught as ${caught?.kinds.join(', ')}`,
+  );
+});

@@ -81,6 +81,9 @@ export interface PeerInfo {
   readonly commitLsn: Lsn;
 }
 
+// Invariant messages are built only when the check fails (`if (bad) invariant(false, ...)`): these
+// checks sit on the per-message path.
+
 /** A reply held until the durability it reports is real. Built when released, from the state then. */
 interface HeldReply {
   readonly build: 'greeting' | 'vote' | 'appendAck' | 'fixed';
@@ -201,7 +204,7 @@ export function acceptorStep(state: AcceptorState, input: AcceptorInput): Accept
   const fx: AcceptorEffect[] = [];
   switch (input.kind) {
     case 'connectionOpened':
-      invariant(!state.connections.has(input.connId), `connection ${input.connId} opened twice`);
+      if (state.connections.has(input.connId)) invariant(false, `connection ${input.connId} opened twice`);
       state.connections.set(input.connId, { proposerId: null, electedTerm: null, held: [] });
       break;
     case 'connectionClosed':
@@ -215,7 +218,7 @@ export function acceptorStep(state: AcceptorState, input: AcceptorInput): Accept
       break;
     }
     case 'controlPersisted':
-      invariant(input.seq <= state.persistSeqIssued, `persist ${input.seq} reported but only ${state.persistSeqIssued} issued`);
+      if (input.seq > state.persistSeqIssued) invariant(false, `persist ${input.seq} reported but only ${state.persistSeqIssued} issued`);
       if (input.seq > state.persistSeqDone) state.persistSeqDone = input.seq;
       break;
     case 'walFlushed':
@@ -371,7 +374,7 @@ function onElected(state: AcceptorState, connId: ConnectionId, conn: ConnectionS
   }
   // Committed WAL is on a quorum and in every later leader's log, so its divergence point can never be
   // below our commitLsn. If it is, this safekeeper (or the protocol) is broken: crash.
-  invariant(msg.startLsn >= state.commitLsn, `ProposerElected would cut WAL at ${formatLsn(msg.startLsn)}, below commitLsn ${formatLsn(state.commitLsn)}`);
+  if (msg.startLsn < state.commitLsn) invariant(false, `ProposerElected would cut WAL at ${formatLsn(msg.startLsn)}, below commitLsn ${formatLsn(state.commitLsn)}`);
   // Order matters (docs/PROTOCOL.md rule 3): cut, then persist the history, then accept WAL.
   if (msg.startLsn < state.writeLsn) {
     fx.push({ kind: 'truncateWal', lsn: msg.startLsn, commitLsn: state.commitLsn });
@@ -441,11 +444,11 @@ function onRead(state: AcceptorState, connId: ConnectionId, msg: ReadRequest, fx
 }
 
 function onWalFlushed(state: AcceptorState, epoch: number, reported: Lsn, fx: AcceptorEffect[]): void {
-  invariant(epoch <= state.walEpoch, `flush of epoch ${epoch} reported, current epoch ${state.walEpoch}`);
+  if (epoch > state.walEpoch) invariant(false, `flush of epoch ${epoch} reported, current epoch ${state.walEpoch}`);
   let flushed = reported;
   // The flush ran before a truncation the core already decided: only its part below the cut counts.
   if (state.flushCap !== null && flushed > state.flushCap) flushed = state.flushCap;
-  invariant(flushed <= state.writeLsn, `flushed ${formatLsn(flushed)} beyond written ${formatLsn(state.writeLsn)}`);
+  if (flushed > state.writeLsn) invariant(false, `flushed ${formatLsn(flushed)} beyond written ${formatLsn(state.writeLsn)}`);
   if (flushed > state.flushLsn) state.flushLsn = flushed;
   state.flushInFlight = false;
   state.flushCap = null;

@@ -192,7 +192,7 @@ export function proposerStep(state: ProposerState, input: ProposerInput): Propos
   const fx: ProposerEffect[] = [];
   if (state.phase === 'stopped') return fx;
   const n = state.config.acceptorCount;
-  if (input.kind !== 'appendRequested') invariant(input.acceptor >= 0 && input.acceptor < n, `no safekeeper ${input.acceptor}`);
+  if (input.kind !== 'appendRequested' && (input.acceptor < 0 || input.acceptor >= n)) invariant(false, `no safekeeper ${input.acceptor}`);
   switch (input.kind) {
     case 'connected': {
       const link = state.links[input.acceptor]!;
@@ -371,7 +371,7 @@ function sendElected(state: ProposerState, k: number, fx: ProposerEffect[]): voi
   const vote = link.vote!;
   const divergence = findDivergencePoint(state.termHistory, vote.termHistory, vote.flushLsn);
   // Both histories descend from the same leaders; a term starting at two LSNs means someone is broken.
-  invariant(divergence.ok, `safekeeper ${k}'s term history conflicts with ours`);
+  if (!divergence.ok) invariant(false, `safekeeper ${k}'s term history conflicts with ours`);
   link.electedSent = true;
   link.startLsn = divergence.startLsn;
   link.nextLsn = divergence.startLsn;
@@ -387,7 +387,7 @@ function onAppendResponse(state: ProposerState, k: number, msg: AppendResponse, 
     return;
   }
   if (state.phase !== 'leader' || msg.term !== state.term || !link.electedSent) return;
-  invariant(msg.flushLsn <= link.nextLsn, `safekeeper ${k} acknowledged ${formatLsn(msg.flushLsn)}, beyond what was sent (${formatLsn(link.nextLsn)})`);
+  if (msg.flushLsn > link.nextLsn) invariant(false, `safekeeper ${k} acknowledged ${formatLsn(msg.flushLsn)}, beyond what was sent (${formatLsn(link.nextLsn)})`);
   // Trim with the values from before this acknowledgement, so the WAL a `committed` effect of this step
   // reports is still readable by the caller (the simulator's checker reads it). Not while a recovery read
   // is filling the front of the buffer.
@@ -404,7 +404,7 @@ function advanceCommit(state: ProposerState, fx: ProposerEffect[]): void {
   const floor = state.config.unsafeTestingFaults?.commitWithoutTermStart ? (0 as Lsn) : state.termStartLsn;
   const candidate = quorumCommitLsn(flushes, state.quorum, floor);
   if (candidate !== null && candidate > state.commitLsn) {
-    invariant(candidate <= state.wal.endLsn, `commit ${formatLsn(candidate)} beyond our WAL end ${formatLsn(state.wal.endLsn)}`);
+    if (candidate > state.wal.endLsn) invariant(false, `commit ${formatLsn(candidate)} beyond our WAL end ${formatLsn(state.wal.endLsn)}`);
     state.commitLsn = candidate;
     fx.push({ kind: 'committed', commitLsn: candidate });
   }

@@ -35,7 +35,7 @@ export function walBufferAppend(buf: WalBuffer, bytes: Uint8Array): { beginLsn: 
 export function walBufferPrepend(buf: WalBuffer, chunks: readonly WalChunk[]): void {
   if (chunks.length === 0) return;
   const last = chunks[chunks.length - 1]!;
-  invariant(last.lsn + last.bytes.length === buf.startLsn, `prepended WAL ends at ${last.lsn + last.bytes.length}, buffer starts at ${buf.startLsn}`);
+  if (last.lsn + last.bytes.length !== buf.startLsn) invariant(false, `prepended WAL ends at ${last.lsn + last.bytes.length}, buffer starts at ${buf.startLsn}`);
   for (let i = 1; i < chunks.length; i++) {
     const prev = chunks[i - 1]!;
     invariant(prev.lsn + prev.bytes.length === chunks[i]!.lsn, 'prepended WAL has a gap');
@@ -72,7 +72,7 @@ function chunkIndexAt(buf: WalBuffer, lsn: Lsn): number {
 
 /** Bytes [from, to); the range must lie inside the buffer. */
 export function walBufferRead(buf: WalBuffer, from: Lsn, to: Lsn): Uint8Array {
-  invariant(from >= buf.startLsn && to <= buf.endLsn && from <= to, `read ${from}..${to} outside buffer ${buf.startLsn}..${buf.endLsn}`);
+  if (from < buf.startLsn || to > buf.endLsn || from > to) invariant(false, `read ${from}..${to} outside buffer ${buf.startLsn}..${buf.endLsn}`);
   if (from === to) return new Uint8Array(0);
   let i = chunkIndexAt(buf, from);
   const first = buf.chunks[i]!;

@@ -21,6 +21,10 @@ export class Checker {
   private committedEnd: Lsn;
   /** Per safekeeper: its durable WAL equals the committed WAL on [baseLsn, matchEnd). */
   private readonly matchEnd: Lsn[];
+  /** What afterEvent() last looked at, per safekeeper (disk version, in-memory commitLsn) and globally. */
+  private readonly seenVersion: number[];
+  private readonly seenCoreCommit: number[];
+  private seenCommittedEnd = -1;
   private readonly electedBy = new Map<Term, number>();
   private readonly committedBy = new Map<Term, number>();
   private readonly lastCommitOf = new Map<number, Lsn>();
@@ -37,6 +41,8 @@ export class Checker {
   ) {
     this.committedEnd = baseLsn;
     this.matchEnd = safekeepers.map(() => baseLsn);
+    this.seenVersion = safekeepers.map(() => -1);
+    this.seenCoreCommit = safekeepers.map(() => -2);
   }
 
   get commitLsn(): Lsn {
@@ -116,27 +122,37 @@ export class Checker {
   /** (a) and (b), after every event. Incremental: only newly durable or changed bytes are compared. */
   afterEvent(): void {
     let holders = 0;
+    const committedEnd = this.committedEnd;
     for (let i = 0; i < this.safekeepers.length; i++) {
       const sk = this.safekeepers[i]!;
       const disk = sk.disk;
+      const coreCommit = sk.core ? sk.core.commitLsn : -1;
+      // Most events change nothing a checker looks at; skip those safekeepers.
+      if (disk.version === this.seenVersion[i] && coreCommit === this.seenCoreCommit[i] && committedEnd === this.seenCommittedEnd) {
+        if (this.matchEnd[i]! >= committedEnd) holders++;
+        continue;
+      }
+      this.seenVersion[i] = disk.version;
+      this.seenCoreCommit[i] = coreCommit;
       const changed = disk.takeChangedFrom();
       let m = this.matchEnd[i]!;
       if (changed !== null && changed < m) m = changed;
-      const limit = Math.min(disk.durableEnd, this.committedEnd);
+      const limit = Math.min(disk.durableEnd, committedEnd);
       const committed = this.committed;
       const base = this.baseLsn;
       while (m < limit && disk.byteAt(m) === committed[m - base]) m++;
       this.matchEnd[i] = m;
-      if (m >= this.committedEnd) holders++;
+      if (m >= committedEnd) holders++;
       // (b) What a safekeeper believes committed (in memory and in its control file) is the committed WAL.
       const persisted = disk.durableControl.commitLsn;
       if (persisted > m) {
-        this.violation('replica disagrees on committed WAL', `${sk.name} control file commitLsn ${L(persisted)}, but its durable WAL matches the committed WAL only up to ${L(m)} (committed end ${L(this.committedEnd)})`);
+        this.violation('replica disagrees on committed WAL', `${sk.name} control file commitLsn ${L(persisted)}, but its durable WAL matches the committed WAL only up to ${L(m)} (committed end ${L(committedEnd)})`);
       }
       if (sk.core && sk.core.commitLsn > m) {
-        this.violation('replica disagrees on committed WAL', `${sk.name} commitLsn ${L(sk.core.commitLsn)}, but its durable WAL matches the committed WAL only up to ${L(m)} (committed end ${L(this.committedEnd)})`);
+        this.violation('replica disagrees on committed WAL', `${sk.name} commitLsn ${L(sk.core.commitLsn)}, but its durable WAL matches the committed WAL only up to ${L(m)} (committed end ${L(committedEnd)})`);
       }
     }
+    this.seenCommittedEnd = committedEnd;
     // (a) Every acknowledged byte is durable, identical, on a majority.
     if (holders < this.quorum) {
       const where = this.safekeepers.map((sk, i) => `${sk.name}: matches to ${L(this.matchEnd[i]!)}, durable end ${L(sk.disk.durableEnd)}`).join('; ');

@@ -101,7 +101,6 @@ export class SafekeeperNode implements SafekeeperEndpoint {
   }
 
   message(connId: number, msg: ProposerMessage): void {
-    this.hooks.count(`sk received ${msg.kind}`);
     if (this.core && !this.core.connections.has(connId)) this.hooks.count('late message on a closed connection');
     if (this.hooks.verbose) this.hooks.trace(`${this.name} <- c${connId} ${describeProposerMessage(msg)}`);
     this.input({ kind: 'message', connId, message: msg });

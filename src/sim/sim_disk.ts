@@ -38,6 +38,8 @@ export class SimDisk {
   private pendingControl: TimelinePersistentState | null = null;
   private pendingTruncate: { at: Lsn; commitLsn: Lsn } | null = null;
   fsyncCount = 0;
+  /** Bumped whenever durable state (WAL or control file) changes: lets the checkers skip unchanged disks. */
+  version = 0;
 
   constructor(baseLsn: Lsn, initialControl: TimelinePersistentState) {
     this.baseLsn = baseLsn;
@@ -91,6 +93,7 @@ export class SimDisk {
   /** fdatasync: everything written is durable. Returns the durable end. */
   flush(): Lsn {
     this.fsyncCount++;
+    if (this.durableEndLsn !== this.writtenEndLsn) this.version++;
     this.durableEndLsn = this.writtenEndLsn;
     this.unflushed = [];
     return this.durableEndLsn;
@@ -110,6 +113,7 @@ export class SimDisk {
     invariant(at >= this.baseLsn, `truncate at ${at} below the WAL start ${this.baseLsn}`);
     if (at >= this.writtenEndLsn) return;
     this.fsyncCount++;
+    this.version++;
     this.writtenEndLsn = at;
     if (this.durableEndLsn > at) {
       this.durableEndLsn = at;
@@ -131,6 +135,7 @@ export class SimDisk {
   persistControl(state: TimelinePersistentState): void {
     this.pendingControl = null;
     this.fsyncCount++;
+    this.version++;
     this.control = state;
   }
 
@@ -179,6 +184,7 @@ export class SimDisk {
       end = w.end;
     }
     const survived = end - this.durableEndLsn;
+    this.version++;
     this.durableEndLsn = end;
     this.writtenEndLsn = end;
     this.unflushed = [];

@@ -97,7 +97,7 @@ export type SimOverrides = Partial<Omit<SimParams, 'net' | 'disk' | 'chaos' | 'w
 export function paramsForSeed(seed: number, overrides: SimOverrides = {}): SimParams {
   const rng = new Prng(seed ^ 0x5eed);
   const stormy = rng.float();
-  const base: SimParams = {
+  let base: SimParams = {
     seed,
     safekeepers: rng.chance(0.3) ? 5 : 3,
     proposers: rng.chance(0.5) ? 2 : 1,
@@ -148,6 +148,19 @@ export function paramsForSeed(seed: number, overrides: SimOverrides = {}): SimPa
     eagerSends: rng.chance(0.5),
     checkLiveness: true,
   };
+  // One run in five ships WAL in tiny pieces, one append in flight, under frequent faults: many more
+  // elections land while safekeepers are half recovered (the Raft "figure 8" situations).
+  if (rng.chance(0.2)) {
+    base = {
+      ...base,
+      maxAppendBytes: 16,
+      maxReadBytes: 16,
+      maxInflightAppends: 1,
+      settleUs: 300_000,
+      chaos: { ...base.chaos, meanIntervalUs: 6000, safekeeperDownMaxUs: 20_000 },
+      workload: { ...base.workload, recordMaxBytes: 40, maxUncommittedBytes: 2048 },
+    };
+  }
   return {
     ...base,
     ...overrides,
