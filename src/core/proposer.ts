@@ -62,7 +62,7 @@ export type ProposerInput =
   | { readonly kind: 'connected'; readonly acceptor: number }
   | { readonly kind: 'disconnected'; readonly acceptor: number }
   | { readonly kind: 'message'; readonly acceptor: number; readonly message: AcceptorMessage }
-  /** The application hands WAL to be replicated (one or more complete records). */
+  /** The application hands WAL to be replicated (one or more complete records); the array is kept, not copied. */
   | { readonly kind: 'appendRequested'; readonly wal: Uint8Array };
 
 export type ProposerEffect =
@@ -196,7 +196,7 @@ export function proposerStep(state: ProposerState, input: ProposerInput): Propos
   switch (input.kind) {
     case 'connected': {
       const link = state.links[input.acceptor]!;
-      resetConnection(link);
+      dropConnection(state, input.acceptor);
       link.connected = true;
       const c = state.config;
       send(fx, input.acceptor, {
@@ -211,18 +211,10 @@ export function proposerStep(state: ProposerState, input: ProposerInput): Propos
       });
       break;
     }
-    case 'disconnected': {
-      const link = state.links[input.acceptor]!;
-      resetConnection(link);
-      if (state.fetch && state.fetch.source === input.acceptor) {
-        // Keep what was staged; continue from there with another source.
-        state.fetch.source = null;
-        state.fetch.readsInFlight = 0;
-        state.fetch.nextRequestLsn = state.fetch.staged.endLsn;
-      }
+    case 'disconnected':
+      dropConnection(state, input.acceptor);
       planFetch(state, fx);
       break;
-    }
     case 'message':
       onMessage(state, input.acceptor, input.message, fx);
       break;
@@ -521,6 +513,17 @@ function trackQuorum(state: ProposerState, fx: ProposerEffect[]): void {
   } else if (live >= state.quorum && state.quorumLost) {
     state.quorumLost = false;
     fx.push({ kind: 'quorumRegained' });
+  }
+}
+
+/** Forgets everything tied to the connection to safekeeper k (a new one starts from a greeting). */
+function dropConnection(state: ProposerState, k: number): void {
+  resetConnection(state.links[k]!);
+  if (state.fetch && state.fetch.source === k) {
+    // Keep what was staged; continue from there with another source.
+    state.fetch.source = null;
+    state.fetch.readsInFlight = 0;
+    state.fetch.nextRequestLsn = state.fetch.staged.endLsn;
   }
 }
 
