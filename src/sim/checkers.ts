@@ -28,6 +28,8 @@ export class Checker {
   private readonly electedBy = new Map<Term, number>();
   private readonly committedBy = new Map<Term, number>();
   private readonly lastCommitOf = new Map<number, Lsn>();
+  private readonly termStart = new Map<Term, Lsn>();
+  private readonly maxCommitOfTerm = new Map<Term, Lsn>();
   commits = 0;
   elections = 0;
   /** Commit reports below the global commit point (a deposed proposer catching up late): legal. */
@@ -53,9 +55,28 @@ export class Checker {
     this.violations.push({ timeUs: this.now(), kind, detail });
   }
 
-  /** (d) At most one proposer is elected in a term. */
-  onElected(gen: ProposerGeneration, term: Term): void {
+  /**
+   * (d) At most one proposer is elected in a term; and leader completeness: a leader's term starts at or
+   * above every commit any earlier term reports (before or after this election: reports can be late).
+   */
+  onElected(gen: ProposerGeneration, term: Term, termStartLsn: Lsn): void {
     this.elections++;
+    this.termStart.set(term, termStartLsn);
+    // The new leader's WAL below its term start is its donor's: it must hold what is committed so far.
+    // (The checker's cache is refreshed without consuming the global "seen" marker.)
+    const saved = this.seenCommittedEnd;
+    this.seenCommittedEnd = -1;
+    const donorMatch = this.refresh(gen.core.donor);
+    this.seenCommittedEnd = saved;
+    const mustHold = Math.min(this.committedEnd, termStartLsn);
+    if (donorMatch < mustHold) {
+      this.violation('leader misses committed WAL', `term ${term} (proposer ${gen.proposerId}) took sk${gen.core.donor}'s WAL as its log, which matches the committed WAL only up to ${L(donorMatch)}, below ${L(mustHold)}`);
+    }
+    for (const [t, c] of this.maxCommitOfTerm) {
+      if (t < term && c > termStartLsn) {
+        this.violation('leader misses committed WAL', `term ${term} (proposer ${gen.proposerId}) starts at ${L(termStartLsn)}, below ${L(c)} committed in term ${t}`);
+      }
+    }
     const other = this.electedBy.get(term);
     if (other !== undefined && other !== gen.proposerId) {
       this.violation('two leaders in one term', `term ${term}: proposer ${other} and proposer ${gen.proposerId} were both elected`);
@@ -73,6 +94,12 @@ export class Checker {
       this.violation('two committers in one term', `term ${term}: proposers ${committer} and ${pid} both committed`);
     }
     this.committedBy.set(term, pid);
+    if ((this.maxCommitOfTerm.get(term) ?? 0) < commitLsn) this.maxCommitOfTerm.set(term, commitLsn);
+    for (const [t, start] of this.termStart) {
+      if (t > term && start < commitLsn) {
+        this.violation('leader misses committed WAL', `term ${term} (proposer ${pid}) committed ${L(commitLsn)}, above the start ${L(start)} of the later term ${t}`);
+      }
+    }
     const previous = this.lastCommitOf.get(pid);
     if (previous !== undefined && commitLsn <= previous) {
       this.violation('commit went backwards', `proposer ${pid} reported ${L(commitLsn)} after ${L(previous as Lsn)}`);
@@ -122,42 +149,46 @@ export class Checker {
   /** (a) and (b), after every event. Incremental: only newly durable or changed bytes are compared. */
   afterEvent(): void {
     let holders = 0;
-    const committedEnd = this.committedEnd;
     for (let i = 0; i < this.safekeepers.length; i++) {
-      const sk = this.safekeepers[i]!;
-      const disk = sk.disk;
-      const coreCommit = sk.core ? sk.core.commitLsn : -1;
-      // Most events change nothing a checker looks at; skip those safekeepers.
-      if (disk.version === this.seenVersion[i] && coreCommit === this.seenCoreCommit[i] && committedEnd === this.seenCommittedEnd) {
-        if (this.matchEnd[i]! >= committedEnd) holders++;
-        continue;
-      }
-      this.seenVersion[i] = disk.version;
-      this.seenCoreCommit[i] = coreCommit;
-      const changed = disk.takeChangedFrom();
-      let m = this.matchEnd[i]!;
-      if (changed !== null && changed < m) m = changed;
-      const limit = Math.min(disk.durableEnd, committedEnd);
-      const committed = this.committed;
-      const base = this.baseLsn;
-      while (m < limit && disk.byteAt(m) === committed[m - base]) m++;
-      this.matchEnd[i] = m;
-      if (m >= committedEnd) holders++;
-      // (b) What a safekeeper believes committed (in memory and in its control file) is the committed WAL.
-      const persisted = disk.durableControl.commitLsn;
-      if (persisted > m) {
-        this.violation('replica disagrees on committed WAL', `${sk.name} control file commitLsn ${L(persisted)}, but its durable WAL matches the committed WAL only up to ${L(m)} (committed end ${L(committedEnd)})`);
-      }
-      if (sk.core && sk.core.commitLsn > m) {
-        this.violation('replica disagrees on committed WAL', `${sk.name} commitLsn ${L(sk.core.commitLsn)}, but its durable WAL matches the committed WAL only up to ${L(m)} (committed end ${L(committedEnd)})`);
-      }
+      if (this.refresh(i) >= this.committedEnd) holders++;
     }
-    this.seenCommittedEnd = committedEnd;
+    this.seenCommittedEnd = this.committedEnd;
     // (a) Every acknowledged byte is durable, identical, on a majority.
     if (holders < this.quorum) {
       const where = this.safekeepers.map((sk, i) => `${sk.name}: matches to ${L(this.matchEnd[i]!)}, durable end ${L(sk.disk.durableEnd)}`).join('; ');
       this.violation('acknowledged WAL lost', `committed end ${L(this.committedEnd)} is held by ${holders} safekeepers, quorum ${this.quorum} (${where})`);
     }
+  }
+
+  /** Brings matchEnd[i] up to date (incrementally), runs check (b) on safekeeper i, returns matchEnd[i]. */
+  private refresh(i: number): Lsn {
+    const committedEnd = this.committedEnd;
+    const sk = this.safekeepers[i]!;
+    const disk = sk.disk;
+    const coreCommit = sk.core ? sk.core.commitLsn : -1;
+    // Most events change nothing a checker looks at; skip those safekeepers.
+    if (disk.version === this.seenVersion[i] && coreCommit === this.seenCoreCommit[i] && committedEnd === this.seenCommittedEnd) {
+      return this.matchEnd[i]!;
+    }
+    this.seenVersion[i] = disk.version;
+    this.seenCoreCommit[i] = coreCommit;
+    const changed = disk.takeChangedFrom();
+    let m = this.matchEnd[i]!;
+    if (changed !== null && changed < m) m = changed;
+    const limit = Math.min(disk.durableEnd, committedEnd);
+    const committed = this.committed;
+    const base = this.baseLsn;
+    while (m < limit && disk.byteAt(m) === committed[m - base]) m++;
+    this.matchEnd[i] = m;
+    // (b) What a safekeeper believes committed (in memory and in its control file) is the committed WAL.
+    const persisted = disk.durableControl.commitLsn;
+    if (persisted > m) {
+      this.violation('replica disagrees on committed WAL', `${sk.name} control file commitLsn ${L(persisted)}, but its durable WAL matches the committed WAL only up to ${L(m)} (committed end ${L(committedEnd)})`);
+    }
+    if (sk.core && sk.core.commitLsn > m) {
+      this.violation('replica disagrees on committed WAL', `${sk.name} commitLsn ${L(sk.core.commitLsn)}, but its durable WAL matches the committed WAL only up to ${L(m)} (committed end ${L(committedEnd)})`);
+    }
+    return m;
   }
 
   private ensureCapacity(bytes: number): void {

@@ -118,7 +118,7 @@ export function runSimulation(params: SimParams, options: RunOptions = {}): SimR
           trace,
           verbose,
           nextProposerId: () => nextProposerId++,
-          elected: (gen: ProposerGeneration, term) => check.onElected(gen, term),
+          elected: (gen: ProposerGeneration, term, termStartLsn) => check.onElected(gen, term, termStartLsn),
           committed: (gen: ProposerGeneration, commitLsn: Lsn) => check.onCommitted(gen, commitLsn),
         },
         master.fork(200 + slot),
