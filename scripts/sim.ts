@@ -69,7 +69,7 @@ if (opts.seed !== undefined) {
   let elections = 0;
   let crashes = 0;
   const counters: Record<string, number> = {};
-  const every = Math.max(1, Math.floor(count / 20));
+  const every = Math.max(100, Math.floor(count / 20));
   for (let i = 0; i < count; i++) {
     const seed = start + i;
     const result = runSeed(seed, overrides);

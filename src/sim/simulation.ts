@@ -149,9 +149,7 @@ export function runSimulation(params: SimParams, options: RunOptions = {}): SimR
   let partitions = 0;
   let fences = 0;
   let partitionToken = 0;
-  const restartPending = new Set<number>();
   const restartSafekeeper = (sk: SafekeeperNode): void => {
-    restartPending.delete(sk.index);
     if (!sk.up) sk.start();
   };
   const chaosStep = (): void => {
@@ -168,7 +166,6 @@ export function runSimulation(params: SimParams, options: RunOptions = {}): SimR
         if (up.length === 0) break;
         const sk = chaosRng.pick(up);
         sk.crash();
-        restartPending.add(sk.index);
         queue.schedule(chaosRng.range(1000, c.safekeeperDownMaxUs), () => restartSafekeeper(sk));
         break;
       }
