@@ -1,6 +1,6 @@
 // The simulator's per-safekeeper driver: runs the pure acceptor core and executes its effects as one FIFO,
-// one storage operation at a time, with simulated latency (persist -> write -> fsync -> reply).
-// It must never send a reply before the storage effects queued ahead of it completed.
+// one storage operation at a time, with simulated latency (persist -> write -> fsync -> reply). In FIFO mode
+// it never sends a reply before the storage effects ahead of it completed; eager mode skips that on purpose.
 
 import { describeError } from '../errors.js';
 import { formatLsn as L } from '../lsn.js';
