@@ -1,6 +1,7 @@
 // One safekeeper process: loads its timelines, serves proposers over WebSocket and the management API over
 // HTTP on one uWS port, and shuts down gracefully (stop accepting, let queued flushes finish, close).
 
+import { createServer } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { uWS, type TemplatedApp, type us_listen_socket } from './uws.js';
 import { attachHttpApi } from './http_api.js';
@@ -59,17 +60,23 @@ export class SafekeeperServer {
   async start(): Promise<void> {
     await this.registry.loadAll();
     for (const [key, why] of this.registry.broken) this.log.error({ timeline: key }, `timeline not served: ${why}`);
-    await new Promise<void>((resolve, reject) => {
-      this.app.listen(this.config.host, this.config.port, (socket) => {
-        if (!socket) {
-          reject(new Error(`cannot listen on ${this.config.host}:${this.config.port}`));
-          return;
-        }
+    // uSockets sets SO_REUSEADDR only when given a concrete port: with port 0 the connections it accepts
+    // would leave TIME_WAIT entries that block a restart on that port for a minute. So an ephemeral
+    // port is picked here first. EXCLUSIVE_PORT: no second process may share the port (SO_REUSEPORT).
+    const port = this.config.port === 0 ? await pickFreePort(this.config.host) : this.config.port;
+    const listen = this.app.listen as unknown as (host: string, port: number, options: number, cb: (s: us_listen_socket | false) => void) => void;
+    for (let attempt = 0; ; attempt++) {
+      const socket = await new Promise<us_listen_socket | false>((resolve) => {
+        listen.call(this.app, this.config.host, port, LIBUS_LISTEN_EXCLUSIVE_PORT, (s) => resolve(s));
+      });
+      if (socket) {
         this.listenSocket = socket;
         this.boundPort = uWS.us_socket_local_port(socket as unknown as Parameters<typeof uWS.us_socket_local_port>[0]);
-        resolve();
-      });
-    });
+        break;
+      }
+      if (attempt >= 20) throw new Error(`cannot listen on ${this.config.host}:${port} (in use?)`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
     this.log.info({ url: this.url, dataDir: this.config.dataDir, timelines: this.registry.list().length }, 'safekeeper listening');
   }
 
@@ -88,4 +95,19 @@ export class SafekeeperServer {
     this.log.fatal({ err }, 'fatal error, exiting');
     process.exit(70);
   }
+}
+
+/** uSockets' listen option: refuse to share the port with another process. */
+const LIBUS_LISTEN_EXCLUSIVE_PORT = 1;
+
+function pickFreePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, host, () => {
+      const address = probe.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      probe.close(() => resolve(port));
+    });
+  });
 }
