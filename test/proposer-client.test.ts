@@ -3,6 +3,7 @@
 // Election, quorum commit, safekeepers killed and restarted, a stale proposer stepping down.
 import t, { type Test } from 'tap';
 import { once } from 'node:events';
+import type { Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import {
   acceptorRestore,
@@ -48,6 +49,7 @@ class FakeSafekeeper {
   holdFlushes = false;
   private heldFlush: (() => void) | null = null;
   appendsReceived = 0;
+  connectionsAccepted = 0;
   /** Validates every written byte, like the real store; its endLsn is the last complete record's end. */
   private decoder: WalDecoder | null = null;
   readonly invalid: string[] = [];
@@ -96,6 +98,16 @@ class FakeSafekeeper {
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
+  /** Stops reading every open connection (no pongs, no replies), like a hung process. */
+  freeze(): void {
+    for (const ws of this.sockets.values()) (ws as unknown as { _socket: Socket })._socket.pause();
+  }
+
+  /** Sends a frame no decoder accepts (wrong version byte) on every open connection. */
+  sendGarbage(): void {
+    for (const ws of this.sockets.values()) ws.send(Buffer.from([0x7f, 0x47, 1, 2, 3]));
+  }
+
   release(): void {
     this.holdFlushes = false;
     const f = this.heldFlush;
@@ -111,6 +123,7 @@ class FakeSafekeeper {
 
   private accept(ws: WebSocket): void {
     const connId = this.nextConnId++;
+    this.connectionsAccepted++;
     const incarnation = this.incarnation;
     this.sockets.set(connId, ws);
     this.input({ kind: 'connectionOpened', connId });
@@ -555,6 +568,31 @@ t.test('a proposer started while safekeepers are down connects when they come up
   t.equal(await p.append(gen.chunk(8192)), gen.lsn);
   await sks[1]!.start();
   await until('the late safekeeper catches up', () => sks[1]!.flushLsn === gen.lsn);
+});
+
+t.test('a connection that stops answering pings, or sends an undecodable frame, is dropped and re-established', async (t) => {
+  const sks = await startCluster(t);
+  const p = newProposer(t, sks, { keepaliveIntervalMs: 100 });
+  p.start();
+  const { termStartLsn } = await p.waitElected();
+  const gen = newGenerator(termStartLsn);
+  await p.append(gen.chunk(8192));
+
+  const before0 = sks[0]!.connectionsAccepted;
+  sks[0]!.freeze();
+  t.equal(await p.append(gen.chunk(8192)), gen.lsn, 'appends commit on the other two meanwhile');
+  await until('a new connection to the hung safekeeper', () => sks[0]!.connectionsAccepted > before0, 5000);
+  t.pass('no pong within the keepalive interval: the connection was dropped and re-established');
+
+  const before1 = sks[1]!.connectionsAccepted;
+  sks[1]!.sendGarbage();
+  await until('a new connection after the bad frame', () => sks[1]!.connectionsAccepted > before1, 5000);
+  t.pass('an undecodable frame: the connection was dropped and re-established');
+
+  t.equal(await p.append(gen.chunk(8192)), gen.lsn, 'appends keep committing');
+  await until('every safekeeper caught up', () => sks.every((s) => s.flushLsn === gen.lsn));
+  t.equal(p.term, 1, 'same term throughout');
+  t.equal(p.state, 'leader');
 });
 
 // The acceptor core holds an AppendResponse (and a VoteResponse) until flushLsn >= writeLsn, while the real
