@@ -60,6 +60,15 @@ export interface GeneratedRecord {
 
 const PATTERN_BYTES = 256 * 1024;
 
+/** xl_tot_len of a record with `payloadBytes` of main data: header, block header (2 or 5 bytes), data. */
+function recordBytesFor(payloadBytes: number): number {
+  return SIZE_OF_RECORD_HEADER + (payloadBytes === 0 ? 0 : payloadBytes <= 255 ? 2 : 5) + payloadBytes;
+}
+
+function checkPayload(payloadBytes: number): void {
+  invariant(Number.isInteger(payloadBytes) && payloadBytes >= 0 && payloadBytes <= MAX_PAYLOAD_BYTES, `payloadBytes ${payloadBytes} out of range`);
+}
+
 export class WalGenerator {
   readonly segmentSizeBytes: number;
   readonly systemId: bigint;
@@ -72,6 +81,9 @@ export class WalGenerator {
   /** Payload bytes are slices of this pseudo-random pattern: cheap to produce, not all zeros. */
   private readonly pattern: Buffer;
   private last: GeneratedRecord | null = null;
+  /** Reused for records that cross pages, and for assembling chunk()s. */
+  private recordScratch = Buffer.allocUnsafe(64 * 1024);
+  private chunkScratch = Buffer.allocUnsafe(256 * 1024);
 
   constructor(opts: WalGeneratorOptions) {
     invariant(isValidSegmentSize(opts.segmentSizeBytes), `segmentSizeBytes ${opts.segmentSizeBytes} is not a power of two from 1 MiB to 1 GiB`);
@@ -128,42 +140,10 @@ export class WalGenerator {
    * crosses and the zero padding to the next MAXALIGN'd position.
    */
   next(payloadBytes: number): Buffer {
-    invariant(Number.isInteger(payloadBytes) && payloadBytes >= 0 && payloadBytes <= MAX_PAYLOAD_BYTES, `payloadBytes ${payloadBytes} out of range`);
-    const record = this.buildRecord(payloadBytes);
-    const out = Buffer.alloc(this.streamBytes(record.length));
-    let at = 0;
-    let pos = this.pos;
-    let copied = 0;
-    if (pos % WAL_PAGE_SIZE_BYTES === 0) {
-      // The previous record ended at a page end: this one starts after a header without contrecord.
-      const h = this.writePageHeader(out, at, pos, 0);
-      at += h;
-      pos += h;
-    }
-    const startLsn = pos;
-    while (copied < record.length) {
-      const inPage = pos % WAL_PAGE_SIZE_BYTES;
-      if (inPage === 0) {
-        const h = this.writePageHeader(out, at, pos, record.length - copied);
-        at += h;
-        pos += h;
-        continue;
-      }
-      const n = Math.min(WAL_PAGE_SIZE_BYTES - inPage, record.length - copied);
-      record.copy(out, at, copied, copied + n);
-      at += n;
-      pos += n;
-      copied += n;
-    }
-    const padding = maxAlign(pos) - pos;
-    at += padding;
-    pos += padding;
+    checkPayload(payloadBytes);
+    const out = Buffer.allocUnsafe(this.streamBytes(recordBytesFor(payloadBytes)));
+    const at = this.emit(payloadBytes, out, 0);
     invariant(at === out.length, `generated ${at} bytes, sized ${out.length}`);
-    // The header's xl_prev was taken from this.prev when the record was built.
-    this.last = { startLsn: startLsn as Lsn, prevLsn: this.prev as Lsn, totalLength: record.length };
-    this.prev = startLsn;
-    this.pos = pos;
-    this.count++;
     return out;
   }
 
@@ -174,52 +154,104 @@ export class WalGenerator {
   chunk(totalBytes: number, opts: { maxPayloadBytes?: number } = {}): Buffer {
     invariant(Number.isInteger(totalBytes) && totalBytes > 0, `totalBytes ${totalBytes} must be a positive integer`);
     const maxPayload = opts.maxPayloadBytes ?? 1024;
+    checkPayload(maxPayload);
     invariant(maxPayload >= 1, 'maxPayloadBytes must be at least 1');
-    const parts: Buffer[] = [];
-    let total = 0;
-    while (total < totalBytes) {
-      const left = totalBytes - total;
+    let at = 0;
+    while (at < totalBytes) {
+      const left = totalBytes - at;
       // Record overhead: 24-byte header, 2 or 5 bytes of block header, up to 7 of padding.
       let payload = 1 + (this.random() % maxPayload);
       if (left <= maxPayload + SIZE_OF_RECORD_HEADER + 5) payload = Math.max(1, left - SIZE_OF_RECORD_HEADER - (left - SIZE_OF_RECORD_HEADER - 2 > 255 ? 5 : 2));
-      const b = this.next(payload);
-      parts.push(b);
-      total += b.length;
+      const need = at + this.streamBytes(recordBytesFor(payload));
+      if (need > this.chunkScratch.length) {
+        const bigger = Buffer.allocUnsafe(Math.max(need, this.chunkScratch.length * 2));
+        this.chunkScratch.copy(bigger, 0, 0, at);
+        this.chunkScratch = bigger;
+      }
+      at = this.emit(payload, this.chunkScratch, at);
     }
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, total);
+    const out = Buffer.allocUnsafe(at);
+    this.chunkScratch.copy(out, 0, 0, at);
+    return out;
   }
 
-  /** The record (header + body) as it is CRC'd, before page headers are interleaved. */
-  private buildRecord(payloadBytes: number): Buffer {
-    const blockHeader = payloadBytes === 0 ? 0 : payloadBytes <= 255 ? 2 : 5;
-    const total = SIZE_OF_RECORD_HEADER + blockHeader + payloadBytes;
-    const r = Buffer.allocUnsafe(total);
-    let at = SIZE_OF_RECORD_HEADER;
+  /** Writes the next record (page headers and padding included) into `out` at `at`; returns the end. */
+  private emit(payloadBytes: number, out: Buffer, at: number): number {
+    const recordBytes = recordBytesFor(payloadBytes);
+    let pos = this.pos;
+    if (pos % WAL_PAGE_SIZE_BYTES === 0) {
+      // The previous record ended at a page end: this one starts after a header without contrecord.
+      const h = this.writePageHeader(out, at, pos, 0);
+      at += h;
+      pos += h;
+    }
+    const startLsn = pos;
+    if ((pos % WAL_PAGE_SIZE_BYTES) + recordBytes <= WAL_PAGE_SIZE_BYTES) {
+      // Fits in this page: built in place.
+      this.writeRecord(out, at, payloadBytes, recordBytes);
+      at += recordBytes;
+      pos += recordBytes;
+    } else {
+      // Crosses pages: built contiguously first (the CRC covers it whole), then split by page headers.
+      if (this.recordScratch.length < recordBytes) this.recordScratch = Buffer.allocUnsafe(Math.max(recordBytes, this.recordScratch.length * 2));
+      const record = this.recordScratch;
+      this.writeRecord(record, 0, payloadBytes, recordBytes);
+      let copied = 0;
+      while (copied < recordBytes) {
+        const inPage = pos % WAL_PAGE_SIZE_BYTES;
+        if (inPage === 0) {
+          const h = this.writePageHeader(out, at, pos, recordBytes - copied);
+          at += h;
+          pos += h;
+          continue;
+        }
+        const n = Math.min(WAL_PAGE_SIZE_BYTES - inPage, recordBytes - copied);
+        record.copy(out, at, copied, copied + n);
+        at += n;
+        pos += n;
+        copied += n;
+      }
+    }
+    const padding = maxAlign(pos) - pos;
+    out.fill(0, at, at + padding);
+    at += padding;
+    pos += padding;
+    this.last = { startLsn: startLsn as Lsn, prevLsn: this.prev as Lsn, totalLength: recordBytes };
+    this.prev = startLsn;
+    this.pos = pos;
+    this.count++;
+    return at;
+  }
+
+  /** XLogRecord header + main data block at `at`, xl_prev = this.prev, with its CRC. */
+  private writeRecord(r: Buffer, at: number, payloadBytes: number, recordBytes: number): void {
+    const end = at + recordBytes;
+    let p = at + SIZE_OF_RECORD_HEADER;
     if (payloadBytes > 0 && payloadBytes <= 255) {
-      r[at++] = XLR_BLOCK_ID_DATA_SHORT;
-      r[at++] = payloadBytes;
+      r[p++] = XLR_BLOCK_ID_DATA_SHORT;
+      r[p++] = payloadBytes;
     } else if (payloadBytes > 255) {
-      r[at++] = XLR_BLOCK_ID_DATA_LONG;
-      r.writeUInt32LE(payloadBytes, at);
-      at += 4;
+      r[p++] = XLR_BLOCK_ID_DATA_LONG;
+      r.writeUInt32LE(payloadBytes, p);
+      p += 4;
     }
     let offset = this.random() % PATTERN_BYTES;
-    while (at < total) {
-      const n = Math.min(total - at, PATTERN_BYTES - offset);
-      this.pattern.copy(r, at, offset, offset + n);
-      at += n;
+    while (p < end) {
+      const n = Math.min(end - p, PATTERN_BYTES - offset);
+      this.pattern.copy(r, p, offset, offset + n);
+      p += n;
       offset = 0;
     }
-    r.writeUInt32LE(total, 0); // xl_tot_len
-    r.writeUInt32LE(0, 4); // xl_xid
-    r.writeBigUInt64LE(BigInt(this.prev), 8); // xl_prev
-    r[16] = XLOG_NOOP; // xl_info
-    r[17] = RM_XLOG_ID; // xl_rmid
-    r.writeUInt16LE(0, 18); // padding
+    r.writeUInt32LE(recordBytes, at); // xl_tot_len
+    r.writeUInt32LE(0, at + 4); // xl_xid
+    r.writeUInt32LE(this.prev % 0x1_0000_0000, at + 8); // xl_prev, low half
+    r.writeUInt32LE(Math.floor(this.prev / 0x1_0000_0000), at + 12); // xl_prev, high half
+    r[at + 16] = XLOG_NOOP; // xl_info
+    r[at + 17] = RM_XLOG_ID; // xl_rmid
+    r.writeUInt16LE(0, at + 18); // padding
     // PostgreSQL's order: the body first, then the header up to xl_crc.
-    const crc = crc32c(r.subarray(0, RECORD_HEADER_CRC_OFFSET), crc32c(r.subarray(SIZE_OF_RECORD_HEADER)));
-    r.writeUInt32LE(crc, RECORD_HEADER_CRC_OFFSET);
-    return r;
+    const crc = crc32c(r.subarray(at, at + RECORD_HEADER_CRC_OFFSET), crc32c(r.subarray(at + SIZE_OF_RECORD_HEADER, end)));
+    r.writeUInt32LE(crc, at + RECORD_HEADER_CRC_OFFSET);
   }
 
   /** Bytes next() returns for a record of `recordBytes` starting at the current position. */
