@@ -159,7 +159,7 @@ export class Proposer extends EventEmitter<ProposerEvents> {
   }
 
   get state(): ProposerStateName {
-    return this.closed ? 'stopped' : this.core.phase;
+    return this.closed || this.stopError ? 'stopped' : this.core.phase;
   }
 
   /** Where this term's WAL starts, once elected. */
