@@ -56,9 +56,10 @@ class FakeSafekeeper {
 
   /**
    * recordAlignedFlush: report the end of the last complete record as flushLsn (the real WalStore's
-   * contract); otherwise the byte end of what was written (the simulator's disk).
+   * contract); otherwise the byte end of what was written (the simulator's disk). SK_FAKE_BYTE_FLUSH=1
+   * switches every fake to byte ends.
    */
-  constructor(readonly nodeId: number, readonly recordAlignedFlush = process.env.SK_FAKE_BYTE_FLUSH !== "1") {
+  constructor(readonly nodeId: number, readonly recordAlignedFlush = process.env.SK_FAKE_BYTE_FLUSH !== '1') {
     this.control = newTimelineState({ tenantId: TENANT_ID, timelineId: TIMELINE_ID, timelineStartLsn: TIMELINE_START, segmentSizeBytes: SEGMENT_SIZE });
   }
 
