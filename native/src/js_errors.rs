@@ -1,7 +1,7 @@
 //! Turns SkError into JavaScript Errors whose `code` is the catalogue string ('SK_IO', 'SK_DISK_FULL', ...).
 //! It must never let an error reach JS through napi's Error<Status>, which would say 'GenericFailure'.
 
-use napi::bindgen_prelude::{JsObjectValue, Object};
+use napi::bindgen_prelude::{JsObjectValue, Object, Unknown};
 use napi::{Env, JsError, JsValue};
 
 use crate::io_errors::SkError;
@@ -15,6 +15,11 @@ pub fn sync_error(err: SkError) -> napi::Error<String> {
 /// For promise rejections from an AsyncTask's `resolve`: builds the JS Error object here, on the JS
 /// thread, so the rejection keeps our `code` (and, for SK_WAL_INVALID, a `stop` property).
 pub fn async_error(env: &Env, err: SkError) -> napi::Error {
+    napi::Error::from(error_object(env, err))
+}
+
+/// The JS Error object itself (with `code`, and `stop` for SK_WAL_INVALID), e.g. to reject a promise with.
+pub fn error_object<'env>(env: &Env, err: SkError) -> Unknown<'env> {
     let stop = err.wal_stop.clone();
     let unknown = JsError::from(sync_error(err)).into_unknown(*env);
     if let Some(stop) = stop {
@@ -22,5 +27,5 @@ pub fn async_error(env: &Env, err: SkError) -> napi::Error {
             let _ = Object::set_named_property(&mut object, "stop", JsStop::from(&stop));
         }
     }
-    napi::Error::from(unknown)
+    unknown
 }

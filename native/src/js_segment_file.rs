@@ -1,19 +1,25 @@
-//! The SegmentFile class as JavaScript sees it: every operation is a Promise run on the libuv pool, in
-//! the order it was issued. It must never touch the file on the JS thread nor copy JS bytes there.
+//! The SegmentFile class as JavaScript sees it: every operation is a Promise, run in call order on the
+//! file's own worker thread (serial_worker), and settled on the JS thread through a threadsafe function
+//! (js_completion). It must never touch the file on the JS thread nor copy JS bytes there, and it drops
+//! the JS Buffers an operation used only back on the JS thread.
 
+use std::cell::OnceCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-use napi::bindgen_prelude::{AsyncTask, Buffer, ClassInstance};
+use napi::bindgen_prelude::{AsyncTask, Buffer, ClassInstance, ToNapiValue, Unknown};
+use napi::Env;
 use napi_derive::napi;
 
 use crate::durable_fs::DirectMode;
-use crate::io_errors::SkResult;
+use crate::io_errors::{ErrorCode, SkError, SkResult};
 use crate::js_args::to_u64;
 use crate::js_blocking_task::Blocking;
+use crate::js_completion::{reject, resolve, Completer};
 use crate::js_wal_decoder::WalDecoder;
-use crate::op_sequencer::OpSequencer;
 use crate::segment_file::SegmentFile as SegmentFileCore;
+use crate::serial_worker::SerialWorker;
 
 #[napi(object)]
 pub struct SegmentOpenOptions {
@@ -41,14 +47,15 @@ pub struct SegmentWriteResult {
 /// A preallocated WAL segment file with O_DIRECT aligned writes and fdatasync.
 #[napi]
 pub struct SegmentFile {
-    file: Arc<Mutex<SegmentFileCore>>,
-    sequencer: Arc<OpSequencer>,
+    worker: SerialWorker<SegmentFileCore>,
+    /// Created on the first operation (it needs the JS environment).
+    completer: OnceCell<Arc<Completer>>,
     path: String,
     direct: bool,
 }
 
-fn locked(file: &Mutex<SegmentFileCore>) -> MutexGuard<'_, SegmentFileCore> {
-    file.lock().unwrap_or_else(|p| p.into_inner())
+fn panic_error() -> SkError {
+    SkError::new(ErrorCode::Io, "internal error: the segment file operation panicked")
 }
 
 #[napi]
@@ -59,12 +66,11 @@ impl SegmentFile {
             let size_bytes = to_u64(size_bytes, "sizeBytes")?;
             let mode = DirectMode::parse(opts.direct.as_deref())?;
             let file = SegmentFileCore::open(&PathBuf::from(&path), size_bytes, opts.create, mode)?;
-            Ok(SegmentFile {
-                direct: file.is_direct(),
-                file: Arc::new(Mutex::new(file)),
-                sequencer: Arc::default(),
-                path,
-            })
+            let direct = file.is_direct();
+            let worker = SerialWorker::new(file, SegmentFileCore::is_closed, "sk-segment-file".to_string());
+            // Spawn now, off the JS thread; if it fails, the first operation tries again (and reports it).
+            let _ = worker.start();
+            Ok(SegmentFile { worker, completer: OnceCell::new(), direct, path })
         })
     }
 
@@ -78,52 +84,78 @@ impl SegmentFile {
         self.path.clone()
     }
 
-    /// Runs `op` on the file on the libuv pool, after every operation issued before it.
-    fn queue<T, F>(&self, buffers: Vec<Buffer>, op: F) -> AsyncTask<Blocking<T>>
+    /// Runs `op` on the file's worker after every operation issued before it; returns its promise.
+    fn queue<'env, T, F>(&self, env: &'env Env, buffers: Vec<Buffer>, op: F) -> napi::Result<Unknown<'env>>
     where
-        T: napi::bindgen_prelude::ToNapiValue + napi::bindgen_prelude::TypeName + Send + 'static,
+        T: ToNapiValue + Send + 'static,
         F: FnOnce(&mut SegmentFileCore, &[Buffer]) -> SkResult<T> + Send + 'static,
     {
-        let ticket = self.sequencer.ticket();
-        let file = Arc::clone(&self.file);
-        Blocking::with_buffers(buffers, move |buffers| ticket.run(|| op(&mut locked(&file), buffers)))
+        let completer = match self.completer.get() {
+            Some(c) => Arc::clone(c),
+            None => {
+                let c = Completer::new(env, "sk-segment-file")?;
+                Arc::clone(self.completer.get_or_init(|| c))
+            }
+        };
+        let (deferred, promise) = completer.begin(env)?;
+        let for_job = Arc::clone(&completer);
+        self.worker.submit(move |file| {
+            let result = match file {
+                Ok(file) => catch_unwind(AssertUnwindSafe(|| op(file, &buffers))).unwrap_or_else(|_| Err(panic_error())),
+                Err(err) => Err(SkError::new(ErrorCode::Io, format!("cannot start the segment file's worker thread: {err}"))),
+            };
+            for_job.complete(Box::new(move |env| {
+                // The Buffers' references are released here, on the JS thread.
+                drop(buffers);
+                match result {
+                    Ok(value) => resolve(&env, deferred, value),
+                    Err(err) => reject(&env, deferred, err),
+                }
+            }));
+        });
+        Ok(promise)
     }
 
     /// Writes the concatenation of `chunks` at `offset` (validated by `decoder` first, fdatasync'd if `sync`).
     #[napi(ts_return_type = "Promise<SegmentWriteResult>")]
-    pub fn write(&self, offset: f64, chunks: Vec<Buffer>, opts: SegmentWriteOptions) -> AsyncTask<Blocking<SegmentWriteResult>> {
+    pub fn write<'env>(&self, env: &'env Env, offset: f64, chunks: Vec<Buffer>, opts: SegmentWriteOptions) -> napi::Result<Unknown<'env>> {
         let decoder = opts.decoder.map(|d| Arc::clone(&d.inner));
         let sync = opts.sync;
-        self.queue(chunks, move |file, chunks| {
+        self.queue(env, chunks, move |file, chunks| {
             let offset = to_u64(offset, "offset")?;
-            let slices: Vec<&[u8]> = chunks.iter().map(|b| &b[..]).collect();
-            let end = file.write_validated(offset, &slices, sync, decoder.as_deref())?;
+            let end = match chunks {
+                [one] => file.write_validated(offset, &[&one[..]], sync, decoder.as_deref())?,
+                _ => {
+                    let slices: Vec<&[u8]> = chunks.iter().map(|b| &b[..]).collect();
+                    file.write_validated(offset, &slices, sync, decoder.as_deref())?
+                }
+            };
             Ok(SegmentWriteResult { end_lsn: end.map_or(-1.0, |e| e as f64) })
         })
     }
 
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn sync(&self) -> AsyncTask<Blocking<()>> {
-        self.queue(Vec::new(), |file, _| file.sync())
+    pub fn sync<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
+        self.queue(env, Vec::new(), |file, _| file.sync())
     }
 
     /// Writes zeros over [from, to); fdatasync'd if `sync`.
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn zero(&self, from: f64, to: f64, sync: bool) -> AsyncTask<Blocking<()>> {
-        self.queue(Vec::new(), move |file, _| file.zero(to_u64(from, "from")?, to_u64(to, "to")?, sync))
+    pub fn zero<'env>(&self, env: &'env Env, from: f64, to: f64, sync: bool) -> napi::Result<Unknown<'env>> {
+        self.queue(env, Vec::new(), move |file, _| file.zero(to_u64(from, "from")?, to_u64(to, "to")?, sync))
     }
 
     /// A fresh Buffer of up to `length` bytes at `offset` (shorter at the end of the file).
     #[napi(ts_return_type = "Promise<Buffer>")]
-    pub fn read(&self, offset: f64, length: f64) -> AsyncTask<Blocking<Buffer>> {
-        self.queue(Vec::new(), move |file, _| {
+    pub fn read<'env>(&self, env: &'env Env, offset: f64, length: f64) -> napi::Result<Unknown<'env>> {
+        self.queue(env, Vec::new(), move |file, _| {
             Ok(Buffer::from(file.read(to_u64(offset, "offset")?, to_u64(length, "length")?)?))
         })
     }
 
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn close(&self) -> AsyncTask<Blocking<()>> {
-        self.queue(Vec::new(), |file, _| {
+    pub fn close<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
+        self.queue(env, Vec::new(), |file, _| {
             file.close();
             Ok(())
         })

@@ -6,8 +6,8 @@ use napi_derive::napi;
 pub mod aligned_buffer;
 pub mod durable_fs;
 pub mod io_errors;
-pub mod op_sequencer;
 pub mod segment_file;
+pub mod serial_worker;
 pub mod wal_decoder;
 pub mod write_floor;
 
@@ -15,6 +15,8 @@ pub mod write_floor;
 mod js_args;
 #[cfg_attr(test, allow(dead_code))]
 mod js_blocking_task;
+#[cfg_attr(test, allow(dead_code))]
+mod js_completion;
 #[cfg_attr(test, allow(dead_code))]
 mod js_errors;
 #[cfg_attr(test, allow(dead_code))]

@@ -252,6 +252,10 @@ impl SegmentFile {
         Ok(out)
     }
 
+    pub fn is_closed(&self) -> bool {
+        self.file.is_none()
+    }
+
     pub fn close(&mut self) {
         self.file = None;
         self.cached_block = None;
