@@ -47,7 +47,7 @@ function vote(p: ProposerState, k: number, granted: boolean, flush: number, hist
 }
 
 function ack(p: ProposerState, k: number, flush: number, tm = p.term): ProposerEffect[] {
-  return proposerStep(p, { kind: 'message', acceptor: k, message: { kind: 'AppendResponse', term: tm as Term, flushLsn: lsn(flush), commitLsn: lsn(0) } });
+  return proposerStep(p, { kind: 'message', acceptor: k, message: { kind: 'AppendResponse', term: tm as Term, flushLsn: lsn(flush), durableLsn: lsn(flush), commitLsn: lsn(0) } });
 }
 
 t.test('term: one above the highest greeting term of a quorum, at least minTerm', async (t) => {

@@ -219,7 +219,7 @@ class FakeSafekeeper {
         this.busy = true;
         const done = this.later(() => {
           this.flushLsn = this.recordAlignedFlush ? (this.decoder!.endLsn as Lsn) : this.writeLsn;
-          this.input({ kind: 'walFlushed', epoch: e.epoch, flushLsn: this.flushLsn });
+          this.input({ kind: 'walFlushed', epoch: e.epoch, flushLsn: this.flushLsn, durableLsn: this.writeLsn });
         });
         if (this.holdFlushes) this.heldFlush = done;
         else setImmediate(done);
@@ -596,14 +596,13 @@ t.test('a connection that stops answering pings, or sends an undecodable frame, 
   t.equal(p.state, 'leader');
 });
 
-// The acceptor core holds an AppendResponse (and a VoteResponse) until flushLsn >= writeLsn, while the real
-// WalStore reports flushLsn = end of the last complete record. The proposer core cuts its stream into
-// 128 KiB AppendRequests regardless of record boundaries, so with more than maxInflightAppends pieces
-// outstanding, the last one ends mid-record, no acknowledgement is ever released, and the window never
-// reopens. A proposer that dies with a partial record on the safekeepers leaves their votes held too.
-// tap does not run a todo test's body: SK_RUN_KNOWN_ISSUES=1 runs it (and it fails until the core is fixed).
-const knownIssue = process.env.SK_RUN_KNOWN_ISSUES === '1' ? {} : { todo: 'core: held replies wait for flushLsn >= writeLsn, unreachable mid-record' };
-t.test('bursts beyond the in-flight window, with record-aligned flushLsn (real WalStore contract)', knownIssue, async (t) => {
+// Regression: the acceptor core used to hold an AppendResponse (and a VoteResponse) until flushLsn >=
+// writeLsn, while the real WalStore reports flushLsn = end of the last complete record. The proposer cuts
+// its stream into 128 KiB AppendRequests regardless of record boundaries, so with more than
+// maxInflightAppends pieces outstanding the last one ended mid-record, no acknowledgement was released and
+// the window never reopened; a proposer that died with a partial record left the votes held too. Held
+// replies now wait for the durable bytes (durableLsn), and the window is freed by them.
+t.test('bursts beyond the in-flight window, with record-aligned flushLsn (real WalStore contract)', async (t) => {
   const sks = await startCluster(t);
   const p1 = newProposer(t, sks);
   p1.start();

@@ -50,7 +50,18 @@ export type AcceptorInput =
   /** The persistControl effect with this seq (and every earlier one) is durable. */
   | { readonly kind: 'controlPersisted'; readonly seq: number }
   /** The flushWal effect of `epoch` completed; `flushLsn` is the store's durable end at that moment. */
-  | { readonly kind: 'walFlushed'; readonly epoch: number; readonly flushLsn: Lsn }
+  | {
+      readonly kind: 'walFlushed';
+      readonly epoch: number;
+      /** End of the last complete record that is durable (what is reported and committed). */
+      readonly flushLsn: Lsn;
+      /**
+       * End of the durable bytes, possibly inside a record (defaults to flushLsn). Held replies wait for
+       * this, not for flushLsn: a proposer's append may end mid-record, and its bytes are durable once
+       * flushed even though no complete record ends there yet.
+       */
+      readonly durableLsn?: Lsn;
+    }
   /** The readWal effect for this connection completed. */
   | { readonly kind: 'walRead'; readonly connId: ConnectionId; readonly term: Term; readonly beginLsn: Lsn; readonly wal: Uint8Array }
   /** The control plane raises minTerm (fencing). */
@@ -92,7 +103,7 @@ interface HeldReply {
   readonly term: Term;
   readonly message: AcceptorMessage | null;
   readonly needPersistSeq: number;
-  needFlushLsn: Lsn;
+  needDurableLsn: Lsn;
 }
 
 interface ConnectionState {
@@ -111,6 +122,8 @@ export interface AcceptorState {
   writeLsn: Lsn;
   /** Durable end of WAL as reported by the driver (after truncations: capped to the cut). */
   flushLsn: Lsn;
+  /** End of the durable bytes (>= flushLsn; may be inside a record). */
+  durableLsn: Lsn;
   /** Bumped by every truncation; a flush report from an older epoch is capped by `flushCap`. */
   walEpoch: number;
   flushInFlight: boolean;
@@ -173,6 +186,7 @@ export function acceptorRestore(config: AcceptorConfig, persistent: TimelinePers
     persistSeqDone: 0,
     writeLsn: walFlushLsn,
     flushLsn: walFlushLsn,
+    durableLsn: walFlushLsn,
     walEpoch: 0,
     flushInFlight: false,
     flushCap: null,
@@ -222,7 +236,7 @@ export function acceptorStep(state: AcceptorState, input: AcceptorInput): Accept
       if (input.seq > state.persistSeqDone) state.persistSeqDone = input.seq;
       break;
     case 'walFlushed':
-      onWalFlushed(state, input.epoch, input.flushLsn, fx);
+      onWalFlushed(state, input.epoch, input.flushLsn, input.durableLsn ?? input.flushLsn, fx);
       break;
     case 'walRead': {
       const conn = state.connections.get(input.connId);
@@ -232,7 +246,7 @@ export function acceptorStep(state: AcceptorState, input: AcceptorInput): Accept
         break;
       }
       const message: AcceptorMessage = { kind: 'ReadResponse', term: input.term, beginLsn: input.beginLsn, wal: input.wal };
-      conn.held.push({ build: 'fixed', granted: false, term: input.term, message, needPersistSeq: 0, needFlushLsn: 0 as Lsn });
+      conn.held.push({ build: 'fixed', granted: false, term: input.term, message, needPersistSeq: 0, needDurableLsn: 0 as Lsn });
       break;
     }
     case 'fence':
@@ -315,7 +329,7 @@ function onGreeting(state: AcceptorState, connId: ConnectionId, conn: Connection
     };
     persist(state, fx);
   }
-  conn.held.push({ build: 'greeting', granted: false, term: state.persistent.term, message: null, needPersistSeq: state.persistSeqIssued, needFlushLsn: 0 as Lsn });
+  conn.held.push({ build: 'greeting', granted: false, term: state.persistent.term, message: null, needPersistSeq: state.persistSeqIssued, needDurableLsn: 0 as Lsn });
 }
 
 function onVoteRequest(state: AcceptorState, conn: ConnectionState, msg: VoteRequest, fx: AcceptorEffect[]): void {
@@ -341,7 +355,7 @@ function onVoteRequest(state: AcceptorState, conn: ConnectionState, msg: VoteReq
     term: state.persistent.term,
     message: null,
     needPersistSeq: granted && faults?.voteBeforePersist ? 0 : state.persistSeqIssued,
-    needFlushLsn: state.writeLsn,
+    needDurableLsn: state.writeLsn,
   });
 }
 
@@ -382,6 +396,7 @@ function onElected(state: AcceptorState, connId: ConnectionId, conn: ConnectionS
     if (state.flushInFlight) state.flushCap = state.flushCap === null || msg.startLsn < state.flushCap ? msg.startLsn : state.flushCap;
     state.writeLsn = msg.startLsn;
     if (state.flushLsn > msg.startLsn) state.flushLsn = msg.startLsn;
+    if (state.durableLsn > msg.startLsn) state.durableLsn = msg.startLsn;
   }
   if (!termHistoriesEqual(p.termHistory, history)) {
     state.persistent = { ...state.persistent, termHistory: history };
@@ -417,11 +432,11 @@ function onAppend(state: AcceptorState, connId: ConnectionId, conn: ConnectionSt
   const horizon = msg.truncateLsn < state.commitLsn ? msg.truncateLsn : state.commitLsn;
   if (horizon > state.peerHorizonLsn) state.peerHorizonLsn = horizon;
   const tail = conn.held[conn.held.length - 1];
-  const needFlushLsn = state.config.unsafeTestingFaults?.ackBeforeFlush ? (0 as Lsn) : state.writeLsn;
+  const needDurableLsn = state.config.unsafeTestingFaults?.ackBeforeFlush ? (0 as Lsn) : state.writeLsn;
   if (tail && tail.build === 'appendAck') {
-    tail.needFlushLsn = needFlushLsn; // one response per flush covers all appends before it
+    tail.needDurableLsn = needDurableLsn; // one response per flush covers all appends before it
   } else {
-    conn.held.push({ build: 'appendAck', granted: false, term: state.persistent.term, message: null, needPersistSeq: state.persistSeqIssued, needFlushLsn });
+    conn.held.push({ build: 'appendAck', granted: false, term: state.persistent.term, message: null, needPersistSeq: state.persistSeqIssued, needDurableLsn });
   }
 }
 
@@ -443,13 +458,17 @@ function onRead(state: AcceptorState, connId: ConnectionId, msg: ReadRequest, fx
   fx.push({ kind: 'readWal', connId, term: msg.term, beginLsn: msg.beginLsn, endLsn: msg.endLsn });
 }
 
-function onWalFlushed(state: AcceptorState, epoch: number, reported: Lsn, fx: AcceptorEffect[]): void {
+function onWalFlushed(state: AcceptorState, epoch: number, reported: Lsn, reportedDurable: Lsn, fx: AcceptorEffect[]): void {
   if (epoch > state.walEpoch) invariant(false, `flush of epoch ${epoch} reported, current epoch ${state.walEpoch}`);
   let flushed = reported;
+  let durable = reportedDurable;
+  if (flushed > durable) invariant(false, `flushLsn ${formatLsn(flushed)} beyond the durable bytes ${formatLsn(durable)}`);
   // The flush ran before a truncation the core already decided: only its part below the cut counts.
   if (state.flushCap !== null && flushed > state.flushCap) flushed = state.flushCap;
-  if (flushed > state.writeLsn) invariant(false, `flushed ${formatLsn(flushed)} beyond written ${formatLsn(state.writeLsn)}`);
+  if (state.flushCap !== null && durable > state.flushCap) durable = state.flushCap;
+  if (durable > state.writeLsn) invariant(false, `flushed ${formatLsn(durable)} beyond written ${formatLsn(state.writeLsn)}`);
   if (flushed > state.flushLsn) state.flushLsn = flushed;
+  if (durable > state.durableLsn) state.durableLsn = durable;
   state.flushInFlight = false;
   state.flushCap = null;
   advanceCommit(state, fx);
@@ -515,7 +534,7 @@ function maybePersistCommit(state: AcceptorState, fx: AcceptorEffect[]): void {
 }
 
 function requestFlush(state: AcceptorState, fx: AcceptorEffect[]): void {
-  if (state.flushInFlight || state.writeLsn <= state.flushLsn) return;
+  if (state.flushInFlight || state.writeLsn <= state.durableLsn) return;
   state.flushInFlight = true;
   fx.push({ kind: 'flushWal', epoch: state.walEpoch });
 }
@@ -551,7 +570,7 @@ function releaseHeldReplies(state: AcceptorState, fx: AcceptorEffect[]): void {
   for (const [connId, conn] of state.connections) {
     while (conn.held.length > 0) {
       const head = conn.held[0]!;
-      if (head.needPersistSeq > state.persistSeqDone || head.needFlushLsn > state.flushLsn) break;
+      if (head.needPersistSeq > state.persistSeqDone || head.needDurableLsn > state.durableLsn) break;
       conn.held.shift();
       fx.push({ kind: 'send', connId, message: buildReply(state, head) });
     }
@@ -578,6 +597,7 @@ function buildReply(state: AcceptorState, held: HeldReply): AcceptorMessage {
         kind: 'AppendResponse',
         term: p.term,
         flushLsn: state.config.unsafeTestingFaults?.ackBeforeFlush ? state.writeLsn : state.flushLsn,
+        durableLsn: state.config.unsafeTestingFaults?.ackBeforeFlush ? state.writeLsn : state.durableLsn,
         commitLsn: state.commitLsn,
       };
     case 'fixed':

@@ -385,7 +385,8 @@ function onAppendResponse(state: ProposerState, k: number, msg: AppendResponse, 
   // is filling the front of the buffer.
   if (state.fetch === null) walBufferTrim(state.wal, state.truncateLsn);
   if (link.ackFlushLsn === null || msg.flushLsn > link.ackFlushLsn) link.ackFlushLsn = msg.flushLsn;
-  while (link.inflightEnds.length > 0 && link.inflightEnds[0]! <= msg.flushLsn) link.inflightEnds.shift();
+  // Appends may end inside a record: the window is freed by durable bytes, commit counts only flushLsn.
+  while (link.inflightEnds.length > 0 && link.inflightEnds[0]! <= msg.durableLsn) link.inflightEnds.shift();
   advanceCommit(state, fx);
   planFetch(state, fx);
   pumpAll(state, fx);

@@ -72,7 +72,10 @@ export interface AppendRequest {
 export interface AppendResponse {
   readonly kind: 'AppendResponse';
   readonly term: Term;
+  /** End of the last complete durable record: what counts towards commit. */
   readonly flushLsn: Lsn;
+  /** End of the durable bytes (>= flushLsn, may be inside a record): what frees the proposer's in-flight window. */
+  readonly durableLsn: Lsn;
   readonly commitLsn: Lsn;
 }
 

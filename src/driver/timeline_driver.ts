@@ -165,7 +165,7 @@ export class TimelineDriver {
         return { kind: 'controlPersisted', seq: e.seq };
       case 'flushWal': {
         const flushLsn = await store.flush();
-        return { kind: 'walFlushed', epoch: e.epoch, flushLsn };
+        return { kind: 'walFlushed', epoch: e.epoch, flushLsn, durableLsn: store.durableLsn };
       }
       case 'truncateWal': {
         // Recovery scans from the persisted flushLsn: lower it before cutting below it, or a crash right

@@ -106,7 +106,7 @@ export function encodeAcceptorMessage(m: AcceptorMessage): Buffer {
       return frame(TAG.VoteResponse, 8 + 1 + 8 + 8 + 8 + historyBytes(m.termHistory))
         .u64(m.term).u8(m.granted ? 1 : 0).u64(m.flushLsn).u64(m.truncateLsn).u64(m.lastLogTerm).history(m.termHistory).done();
     case 'AppendResponse':
-      return frame(TAG.AppendResponse, 24).u64(m.term).u64(m.flushLsn).u64(m.commitLsn).done();
+      return frame(TAG.AppendResponse, 32).u64(m.term).u64(m.flushLsn).u64(m.durableLsn).u64(m.commitLsn).done();
     case 'ReadResponse':
       return frame(TAG.ReadResponse, 16 + m.wal.length).u64(m.term).u64(m.beginLsn).bytes(m.wal).done();
     case 'Error': {
@@ -250,7 +250,7 @@ export function decodeAcceptorMessage(buf: Buffer): AcceptorMessage {
     }
     case TAG.AppendResponse: {
       const r = new FrameReader(buf, 'AppendResponse');
-      m = { kind: 'AppendResponse', term: r.term('term'), flushLsn: r.lsn('flushLsn'), commitLsn: r.lsn('commitLsn') };
+      m = { kind: 'AppendResponse', term: r.term('term'), flushLsn: r.lsn('flushLsn'), durableLsn: r.lsn('durableLsn'), commitLsn: r.lsn('commitLsn') };
       r.end();
       return m;
     }

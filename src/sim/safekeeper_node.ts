@@ -236,6 +236,7 @@ export class SafekeeperNode implements SafekeeperEndpoint {
       }
     } else if (msg.kind === 'AppendResponse') {
       if (msg.flushLsn > durableEnd) this.hooks.violation('durability audit', `${where} AppendResponse flushLsn ${L(msg.flushLsn)} > durable WAL end ${L(durableEnd)}`);
+      if (msg.durableLsn > durableEnd) this.hooks.violation('durability audit', `${where} AppendResponse durableLsn ${L(msg.durableLsn)} > durable WAL end ${L(durableEnd)}`);
     }
   }
 }

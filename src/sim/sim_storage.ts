@@ -31,6 +31,11 @@ export class SimWalStorage implements WalStorage {
     return this.disk.durableEnd;
   }
 
+  /** The simulated WAL is opaque bytes: every durable byte counts as a record end. */
+  get durableLsn(): Lsn {
+    return this.disk.durableEnd;
+  }
+
   write(startLsn: Lsn, bytes: Uint8Array): void {
     this.assertOpen();
     this.disk.write(startLsn, bytes);

@@ -10,6 +10,8 @@ export interface WalStorage {
   readonly writeLsn: Lsn;
   /** End of the last complete WAL record that is durable (fdatasync'd). Only ever moves forward, except truncate(). */
   readonly flushLsn: Lsn;
+  /** End of the durable bytes: >= flushLsn, inside a record when the WAL written so far ends mid-record. */
+  readonly durableLsn: Lsn;
 
   /**
    * Accepts bytes that continue the WAL exactly at writeLsn. Throws SK_WAL_GAP if startLsn != writeLsn.
