@@ -33,7 +33,8 @@ fn lock(shared: &Shared) -> MutexGuard<'_, Option<Tsfn>> {
     shared.tsfn.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A cloneable handle; the threadsafe function is released when the last clone is dropped.
+/// Shared as Arc<Completer> by its owner and every operation in flight; dropping the last one releases
+/// the threadsafe function.
 pub struct Completer {
     shared: Arc<Shared>,
 }
@@ -94,7 +95,7 @@ impl Completer {
     }
 
     /// Sends `completion` to the JS thread. Any thread. Each `begin` must be followed by exactly one
-    /// `complete` (or `abandon`). If Node is tearing the environment down, the completion is dropped unrun.
+    /// `complete`. If Node is tearing the environment down, the completion is leaked unrun.
     pub fn complete(&self, completion: Completion) {
         let data = Box::into_raw(Box::new(completion)) as *mut c_void;
         let guard = lock(&self.shared);
@@ -137,7 +138,8 @@ unsafe extern "C" fn call_js(env: sys::napi_env, _js_callback: sys::napi_value, 
         std::mem::forget(completion);
         return;
     }
-    completion(Env::from_raw(env));
+    // Unwinding out of this extern "C" callback would abort the process.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| completion(Env::from_raw(env))));
     let shared = unsafe { &*(context as *const Shared) };
     finished(shared, env);
 }
