@@ -5,6 +5,8 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { formatReportLine, verifyWal } from '../tools/verify_wal.js';
 import { runCluster } from './cluster_command.js';
+import { runDemoWriter } from './demo_writer_command.js';
+import { runStatus } from './status_command.js';
 import { runStart, type StartOptions } from './start_command.js';
 
 const program = new Command();
@@ -69,6 +71,28 @@ program
   .option('--nodes <n>', 'number of safekeepers (odd, 1 to 7)', (v) => Number(v), 3)
   .action(async (opts: { dataDir: string; basePort: number; nodes: number }) => {
     await runCluster(opts);
+  });
+
+program
+  .command('demo-writer')
+  .description('stream generated PostgreSQL WAL through a proposer to the safekeepers and print commitLsn')
+  .option('--safekeepers <urls>', 'comma-separated ws:// URLs', 'ws://127.0.0.1:7701/v1/wal,ws://127.0.0.1:7702/v1/wal,ws://127.0.0.1:7703/v1/wal')
+  .option('--tenant <id>', 'tenant id', 'demo')
+  .option('--timeline <id>', 'timeline id', 'main')
+  .option('--append-bytes <n>', 'WAL bytes per append', (v) => Number(v), 8192)
+  .option('--inflight <n>', 'appends in flight', (v) => Number(v), 4)
+  .option('--seconds <n>', 'how long to write', (v) => Number(v), 10)
+  .action(async (opts: { safekeepers: string; tenant: string; timeline: string; appendBytes: number; inflight: number; seconds: number }) => {
+    await runDemoWriter({ ...opts, safekeepers: opts.safekeepers.split(',').map((s) => s.trim()).filter(Boolean) });
+  });
+
+program
+  .command('status')
+  .description('print the timelines of a running safekeeper and their LSNs')
+  .option('--url <url>', 'safekeeper HTTP URL', 'http://127.0.0.1:7701')
+  .option('--json', 'print the raw status JSON')
+  .action(async (opts: { url: string; json?: boolean }) => {
+    await runStatus(opts);
   });
 
 program.parseAsync(process.argv).catch((err: unknown) => {

@@ -27,6 +27,7 @@ export function timelineStatus(tl: Timeline): Record<string, unknown> {
     lastLogTerm: tl.driver.peerInfo.lastLogTerm,
     termHistory: p.termHistory.map((e) => ({ term: e.term, lsn: formatLsn(e.lsn) })),
     flushLsn: formatLsn(core.flushLsn),
+    lastRecordLsn: tl.store.lastRecordLsn !== null && tl.store.flushLsn === core.flushLsn ? formatLsn(tl.store.lastRecordLsn) : null,
     writeLsn: formatLsn(core.writeLsn),
     commitLsn: formatLsn(core.commitLsn),
     backupLsn: formatLsn(p.backupLsn),

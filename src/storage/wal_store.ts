@@ -39,6 +39,8 @@ export interface RecoveryReport {
   endLsn: Lsn;
   /** End of the last complete valid record. */
   flushLsn: Lsn;
+  /** Start of that record, when this recovery decoded it. */
+  lastRecordLsn: Lsn | null;
   scannedBytes: number;
   stopCode: string | null;
   removedSegments: number;
@@ -85,6 +87,8 @@ export class WalStore implements WalStorage {
   private durableEnd: Lsn;
   private flushEnd: Lsn;
   private oldestLsn: Lsn;
+  /** Start of the record that ends at flushLsn (its successor's xl_prev); -1 when not known. */
+  private flushRecordStart = -1;
   /** Counters for tests and metrics: write batches issued (each one fdatasync per segment touched). */
   readonly stats = { batches: 0, bytes: 0 };
 
@@ -100,6 +104,7 @@ export class WalStore implements WalStorage {
     this.flushEnd = report.flushLsn;
     this.oldestLsn = localStart;
     this.recovery = report;
+    this.flushRecordStart = report.lastRecordLsn ?? -1;
   }
 
   /** Opens (creating if needed) the WAL of a timeline directory and recovers the end of valid WAL. */
@@ -119,6 +124,11 @@ export class WalStore implements WalStorage {
   /** End of durable bytes, possibly inside a record (flushLsn is the record boundary at or below it). */
   get durableLsn(): Lsn {
     return this.durableEnd;
+  }
+
+  /** Start of the last complete record below flushLsn (the next record's xl_prev), or null if unknown. */
+  get lastRecordLsn(): Lsn | null {
+    return this.flushRecordStart >= 0 && this.flushRecordStart < this.flushEnd ? lsn(this.flushRecordStart) : null;
   }
 
   /** Oldest WAL position still held locally. */
@@ -192,6 +202,7 @@ export class WalStore implements WalStorage {
     await seg.zero(offset, this.segmentSizeBytes, true);
     await fsyncDir(this.paths.dir);
     this.decoder = new WalDecoder({ startLsn: at, segmentSizeBytes: this.segmentSizeBytes });
+    this.flushRecordStart = -1;
     this.writeEnd = at;
     this.durableEnd = at;
     this.flushEnd = at;
@@ -343,7 +354,10 @@ export class WalStore implements WalStorage {
     this.stats.bytes += length;
     // After an XLOG_SWITCH the decoder's end is the segment's end, before the padding has arrived:
     // keep the previous boundary until the bytes up to that end are durable too.
-    if (result.endLsn <= this.durableEnd) this.flushEnd = lsn(result.endLsn);
+    if (result.endLsn <= this.durableEnd) {
+      this.flushEnd = lsn(result.endLsn);
+      this.flushRecordStart = this.decoder.lastRecordStart;
+    }
     if (completesSegment) await this.completeSegment(segNo);
   }
 
@@ -561,6 +575,7 @@ async function recoverTimelineWal(opts: WalStoreOptions): Promise<Recovered> {
       startLsn,
       endLsn: cutLsn,
       flushLsn: endLsn,
+      lastRecordLsn: decoder.lastRecordStart >= startLsn && decoder.lastRecordStart < endLsn ? lsn(decoder.lastRecordStart) : null,
       scannedBytes: scanned,
       stopCode,
       removedSegments: removed,
