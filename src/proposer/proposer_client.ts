@@ -117,7 +117,11 @@ export class Proposer extends EventEmitter<ProposerEvents> {
 
   constructor(opts: ProposerOptions) {
     super();
-    if (opts.safekeepers.length === 0) throw new ProposerError(ProposerErrorCodes.INVALID_ARGUMENT, 'at least one safekeeper URL is required');
+    const n = opts.safekeepers.length;
+    // An even count adds a node without adding tolerance (4 nodes tolerate 1 failure, like 3).
+    if (n < 1 || n > 7 || n % 2 === 0) {
+      throw new ProposerError(ProposerErrorCodes.INVALID_ARGUMENT, `the number of safekeepers must be odd, 1 to 7: got ${n}`);
+    }
     this.proposerId = opts.proposerId ?? randomProposerId();
     if (!Number.isSafeInteger(this.proposerId) || this.proposerId <= 0) {
       throw new ProposerError(ProposerErrorCodes.INVALID_ARGUMENT, `proposerId must be a positive safe integer: ${this.proposerId}`);
