@@ -4,7 +4,7 @@
 
 import { invariant } from '../errors.js';
 import { formatLsn, type Lsn } from '../lsn.js';
-import type { Term, TimelinePersistentState } from '../storage/timeline_state.js';
+import type { Term, TermHistory, TimelinePersistentState } from '../storage/timeline_state.js';
 import { ProtocolErrorCodes, protocolError, type ProtocolErrorCode } from './protocol_errors.js';
 import {
   MAX_APPEND_BYTES,
@@ -12,13 +12,15 @@ import {
   type AcceptorMessage,
   type AppendRequest,
   type ErrorMessage,
+  type PeerReadReply,
+  type PeerReadRequest,
   type ProposerElected,
   type ProposerGreeting,
   type ProposerMessage,
   type ReadRequest,
   type VoteRequest,
 } from './protocol_messages.js';
-import { clipTermHistory, findDivergencePoint, lastLogTerm, termHistoriesEqual, termHistoryProblem } from './term_history.js';
+import { clipTermHistory, findDivergencePoint, lastLogTerm, termHistoriesEqual, termHistoryProblem, type DivergenceResult } from './term_history.js';
 
 /** Chosen by the driver, unique per connection for the life of the process. */
 export type ConnectionId = number;
@@ -67,7 +69,33 @@ export type AcceptorInput =
   /** The control plane raises minTerm (fencing). */
   | { readonly kind: 'fence'; readonly minTerm: Term }
   /** Another safekeeper's published position (through the broker). */
-  | { readonly kind: 'peerInfo'; readonly info: PeerInfo };
+  | { readonly kind: 'peerInfo'; readonly info: PeerInfo }
+  // Peer recovery, serving side: another safekeeper (`requester`, its node id) reads our durable WAL.
+  | { readonly kind: 'peerReadRequest'; readonly requester: number; readonly requestId: number; readonly request: PeerReadRequest }
+  /** The readWalForPeer effect with this (requester, requestId) completed. */
+  | {
+      readonly kind: 'peerWalRead';
+      readonly requester: number;
+      readonly requestId: number;
+      readonly term: Term;
+      readonly beginLsn: Lsn;
+      readonly wal: Uint8Array;
+    }
+  // Peer recovery, recovering side: emitted by recoveryStep (peer_recovery.ts), never by a network peer.
+  /**
+   * Act as `term`'s leader towards ourselves: raise our term to `term` if lower (no vote), cut WAL at the
+   * divergence point with `termHistory` (the donor's, ending with `term`) and adopt that history.
+   */
+  | {
+      readonly kind: 'recoveryStart';
+      readonly donorNodeId: number;
+      readonly term: Term;
+      readonly termHistory: TermHistory;
+      readonly donorCommitLsn: Lsn;
+    }
+  /** WAL of the recovery's term read from the donor; must continue exactly at the write position. */
+  | { readonly kind: 'recoveryAppend'; readonly term: Term; readonly beginLsn: Lsn; readonly wal: Uint8Array; readonly donorCommitLsn: Lsn }
+  | { readonly kind: 'recoveryEnd'; readonly term: Term };
 
 export type AcceptorEffect =
   /** Durably replace the control file; report completion with controlPersisted(seq). */
@@ -82,7 +110,18 @@ export type AcceptorEffect =
   | { readonly kind: 'readWal'; readonly connId: ConnectionId; readonly term: Term; readonly beginLsn: Lsn; readonly endLsn: Lsn }
   | { readonly kind: 'send'; readonly connId: ConnectionId; readonly message: AcceptorMessage }
   /** Send `error` (if any) as the last message, then close the connection. */
-  | { readonly kind: 'closeConnection'; readonly connId: ConnectionId; readonly error: ErrorMessage | null };
+  | { readonly kind: 'closeConnection'; readonly connId: ConnectionId; readonly error: ErrorMessage | null }
+  /** Read durable WAL [beginLsn, endLsn) for a peer, in FIFO order; report peerWalRead. */
+  | {
+      readonly kind: 'readWalForPeer';
+      readonly requester: number;
+      readonly requestId: number;
+      readonly term: Term;
+      readonly beginLsn: Lsn;
+      readonly endLsn: Lsn;
+    }
+  /** Send the reply of a peerReadRequest back to the requesting safekeeper. */
+  | { readonly kind: 'peerReadReply'; readonly requester: number; readonly requestId: number; readonly reply: PeerReadReply };
 
 export interface PeerInfo {
   readonly nodeId: number;
@@ -109,6 +148,8 @@ interface HeldReply {
 interface ConnectionState {
   proposerId: number | null;
   electedTerm: Term | null;
+  /** Term of the last VoteRequest answered here: its response promised our WAL would not change. */
+  voteTerm: Term | null;
   readonly held: HeldReply[];
 }
 
@@ -136,7 +177,33 @@ export interface AcceptorState {
   proposerCommitLsn: Lsn;
   /** The proposer whose ProposerElected we accepted in persistent.term, if any. */
   electedProposerId: number | null;
+  /** Peer recovery in progress (acting as `term`'s leader towards ourselves), or null. */
+  recovery: RecoveryMode | null;
   readonly connections: Map<ConnectionId, ConnectionState>;
+}
+
+export interface RecoveryMode {
+  readonly term: Term;
+  readonly donorNodeId: number;
+  /** The donor's commitLsn: valid on our WAL up to flushLsn, which is the term's leader's WAL. */
+  donorCommitLsn: Lsn;
+}
+
+/** What the peer recovery step function needs to know about the local acceptor (acceptorRecoveryView). */
+export interface RecoveryLocalView {
+  readonly nodeId: number;
+  readonly term: Term;
+  readonly lastLogTerm: Term;
+  readonly flushLsn: Lsn;
+  readonly writeLsn: Lsn;
+  readonly commitLsn: Lsn;
+  readonly localStartLsn: Lsn;
+  /** Full (unclipped) history. */
+  readonly termHistory: TermHistory;
+  /** A live connection voted or was elected in our current term: a proposer owns our WAL. */
+  readonly proposerEngaged: boolean;
+  /** The term of the recovery the acceptor accepted (recoveryStart), or null. */
+  readonly recoveryTerm: Term | null;
 }
 
 export interface NewTimelineOptions {
@@ -194,6 +261,7 @@ export function acceptorRestore(config: AcceptorConfig, persistent: TimelinePers
     peerHorizonLsn: persistent.peerHorizonLsn,
     proposerCommitLsn: persistent.commitLsn,
     electedProposerId: null,
+    recovery: null,
     connections: new Map(),
   };
 }
@@ -209,6 +277,34 @@ export function acceptorPeerInfo(state: AcceptorState): PeerInfo {
   };
 }
 
+/** The local state peer recovery decides on (docs/PROTOCOL.md, "Peer recovery"). */
+export function acceptorRecoveryView(state: AcceptorState): RecoveryLocalView {
+  const p = state.persistent;
+  return {
+    nodeId: state.config.nodeId,
+    term: p.term,
+    lastLogTerm: lastLogTerm(p.termHistory, state.flushLsn),
+    flushLsn: state.flushLsn,
+    writeLsn: state.writeLsn,
+    commitLsn: state.commitLsn,
+    localStartLsn: p.localStartLsn,
+    termHistory: p.termHistory,
+    proposerEngaged: proposerEngaged(state),
+    recoveryTerm: state.recovery?.term ?? null,
+  };
+}
+
+/**
+ * Where recovery from a donor with history `donorHistory` (ending with the recovery's term) continues our
+ * WAL. Our own history already equal to the donor's: everything we wrote is that term's leader's WAL, go
+ * on from the write position. Otherwise the divergence point (we keep only WAL common with the donor).
+ * Shared by the acceptor (which cuts there) and the recovery step (which reads from there).
+ */
+export function recoveryStartPoint(localHistory: TermHistory, flushLsn: Lsn, writeLsn: Lsn, donorHistory: TermHistory): DivergenceResult {
+  if (termHistoriesEqual(localHistory, donorHistory)) return { ok: true, startLsn: writeLsn };
+  return findDivergencePoint(donorHistory, localHistory, flushLsn);
+}
+
 /**
  * Applies one input. Mutates `state` in place and returns the effects, which the driver appends to the
  * timeline's FIFO (see the driver contract in docs/PROTOCOL.md). Throws only on a broken invariant of this
@@ -219,7 +315,7 @@ export function acceptorStep(state: AcceptorState, input: AcceptorInput): Accept
   switch (input.kind) {
     case 'connectionOpened':
       if (state.connections.has(input.connId)) invariant(false, `connection ${input.connId} opened twice`);
-      state.connections.set(input.connId, { proposerId: null, electedTerm: null, held: [] });
+      state.connections.set(input.connId, { proposerId: null, electedTerm: null, voteTerm: null, held: [] });
       break;
     case 'connectionClosed':
       state.connections.delete(input.connId);
@@ -254,6 +350,21 @@ export function acceptorStep(state: AcceptorState, input: AcceptorInput): Accept
       break;
     case 'peerInfo':
       onPeerInfo(state, input.info, fx);
+      break;
+    case 'peerReadRequest':
+      onPeerReadRequest(state, input.requester, input.requestId, input.request, fx);
+      break;
+    case 'peerWalRead':
+      onPeerWalRead(state, input.requester, input.requestId, input.term, input.beginLsn, input.wal, fx);
+      break;
+    case 'recoveryStart':
+      onRecoveryStart(state, input.donorNodeId, input.term, input.termHistory, input.donorCommitLsn, fx);
+      break;
+    case 'recoveryAppend':
+      onRecoveryAppend(state, input.term, input.beginLsn, input.wal, input.donorCommitLsn, fx);
+      break;
+    case 'recoveryEnd':
+      if (state.recovery !== null && state.recovery.term === input.term) state.recovery = null;
       break;
   }
   releaseHeldReplies(state, fx);
@@ -336,7 +447,14 @@ function onVoteRequest(state: AcceptorState, conn: ConnectionState, msg: VoteReq
   const p = state.persistent;
   const aboveMin = msg.term >= p.minTerm;
   const fresh = msg.term > p.term && aboveMin;
-  const revote = msg.term === p.term && p.votedFor === conn.proposerId && aboveMin;
+  // votedFor 0 is "no vote" (a term raised by peer recovery): it never matches a proposer.
+  const revote = msg.term === p.term && p.votedFor !== 0 && p.votedFor === conn.proposerId && aboveMin;
+  if (msg.term >= p.term) {
+    // Our answer reports flushLsn and history, and the proposer computes our start from it: peer
+    // recovery must not change our WAL from now on (it may not start while this connection lives).
+    state.recovery = null;
+    conn.voteTerm = msg.term;
+  }
   if (fresh) {
     state.persistent = { ...p, term: msg.term, votedFor: conn.proposerId! };
     // A new term has no leader yet; what the previous leader told us about commit stays in commitLsn.
@@ -389,22 +507,123 @@ function onElected(state: AcceptorState, connId: ConnectionId, conn: ConnectionS
   // Committed WAL is on a quorum and in every later leader's log, so its divergence point can never be
   // below our commitLsn. If it is, this safekeeper (or the protocol) is broken: crash.
   if (msg.startLsn < state.commitLsn) invariant(false, `ProposerElected would cut WAL at ${formatLsn(msg.startLsn)}, below commitLsn ${formatLsn(state.commitLsn)}`);
-  // Order matters (docs/PROTOCOL.md rule 3): cut, then persist the history, then accept WAL.
-  if (msg.startLsn < state.writeLsn) {
-    fx.push({ kind: 'truncateWal', lsn: msg.startLsn, commitLsn: state.commitLsn });
-    state.walEpoch++;
-    if (state.flushInFlight) state.flushCap = state.flushCap === null || msg.startLsn < state.flushCap ? msg.startLsn : state.flushCap;
-    state.writeLsn = msg.startLsn;
-    if (state.flushLsn > msg.startLsn) state.flushLsn = msg.startLsn;
-    if (state.durableLsn > msg.startLsn) state.durableLsn = msg.startLsn;
-  }
-  if (!termHistoriesEqual(p.termHistory, history)) {
-    state.persistent = { ...state.persistent, termHistory: history };
-    persist(state, fx);
-  }
+  adoptLeaderLog(state, msg.startLsn, history, false, fx);
+  state.recovery = null;
   conn.electedTerm = msg.term;
   if (state.electedProposerId === null) state.proposerCommitLsn = state.commitLsn;
   state.electedProposerId = conn.proposerId;
+}
+
+/**
+ * Cuts WAL at `startLsn` and adopts the leader's history (raising the term first when `raiseTerm`).
+ * Order matters (docs/PROTOCOL.md rule 3): cut, then persist term and history, then accept WAL.
+ */
+function adoptLeaderLog(state: AcceptorState, startLsn: Lsn, history: TermHistory, raiseTerm: boolean, fx: AcceptorEffect[]): void {
+  if (startLsn < state.writeLsn) {
+    fx.push({ kind: 'truncateWal', lsn: startLsn, commitLsn: state.commitLsn });
+    state.walEpoch++;
+    if (state.flushInFlight) state.flushCap = state.flushCap === null || startLsn < state.flushCap ? startLsn : state.flushCap;
+    state.writeLsn = startLsn;
+    if (state.flushLsn > startLsn) state.flushLsn = startLsn;
+    if (state.durableLsn > startLsn) state.durableLsn = startLsn;
+  }
+  const p = state.persistent;
+  const last = history[history.length - 1]!;
+  if (raiseTerm || !termHistoriesEqual(p.termHistory, history)) {
+    state.persistent = raiseTerm ? { ...p, term: last.term, votedFor: 0, termHistory: history } : { ...p, termHistory: history };
+    persist(state, fx);
+  }
+}
+
+/** True when a live connection voted or was elected in our current term (see acceptorRecoveryView). */
+function proposerEngaged(state: AcceptorState): boolean {
+  const t = state.persistent.term;
+  for (const conn of state.connections.values()) {
+    if (conn.voteTerm === t || conn.electedTerm === t) return true;
+  }
+  return false;
+}
+
+function onPeerReadRequest(state: AcceptorState, requester: number, requestId: number, req: PeerReadRequest, fx: AcceptorEffect[]): void {
+  const p = state.persistent;
+  const refuse = (code: ProtocolErrorCode, message: string): void => {
+    fx.push({ kind: 'peerReadReply', requester, requestId, reply: { kind: 'PeerRefused', code, term: p.term, message } });
+  };
+  // Only the WAL of a term we follow to its end is that term's leader's WAL up to flushLsn.
+  if (req.term !== p.term) return refuse(ProtocolErrorCodes.STALE_TERM, `term is ${p.term}, not ${req.term}`);
+  if (lastLogTerm(p.termHistory, state.flushLsn) !== req.term) return refuse(ProtocolErrorCodes.WAL_NOT_AVAILABLE, `lastLogTerm is not ${req.term}`);
+  if (req.beginLsn === req.endLsn) {
+    fx.push({ kind: 'peerReadReply', requester, requestId, reply: peerWalReply(state, req.beginLsn, EMPTY_WAL) });
+    return;
+  }
+  if (req.endLsn - req.beginLsn > MAX_APPEND_BYTES) return refuse(ProtocolErrorCodes.TOO_LARGE, 'read larger than 128 KiB');
+  if (req.beginLsn < p.localStartLsn || req.endLsn > state.flushLsn || req.beginLsn > req.endLsn) {
+    return refuse(ProtocolErrorCodes.WAL_NOT_AVAILABLE, `${formatLsn(req.beginLsn)}..${formatLsn(req.endLsn)} outside ${formatLsn(p.localStartLsn)}..${formatLsn(state.flushLsn)}`);
+  }
+  // In the FIFO: the read sees exactly the WAL durable now (cuts decided later run after it).
+  fx.push({ kind: 'readWalForPeer', requester, requestId, term: req.term, beginLsn: req.beginLsn, endLsn: req.endLsn });
+}
+
+function onPeerWalRead(state: AcceptorState, requester: number, requestId: number, term: Term, beginLsn: Lsn, wal: Uint8Array, fx: AcceptorEffect[]): void {
+  const p = state.persistent;
+  if (term !== p.term) {
+    fx.push({ kind: 'peerReadReply', requester, requestId, reply: { kind: 'PeerRefused', code: ProtocolErrorCodes.STALE_TERM, term: p.term, message: 'term changed while reading WAL' } });
+    return;
+  }
+  fx.push({ kind: 'peerReadReply', requester, requestId, reply: peerWalReply(state, beginLsn, wal) });
+}
+
+const EMPTY_WAL = new Uint8Array(0);
+
+function peerWalReply(state: AcceptorState, beginLsn: Lsn, wal: Uint8Array): PeerReadReply {
+  const p = state.persistent;
+  return {
+    kind: 'PeerWal',
+    term: p.term,
+    termHistory: clipTermHistory(p.termHistory, state.flushLsn),
+    flushLsn: state.flushLsn,
+    commitLsn: state.commitLsn,
+    beginLsn,
+    wal,
+  };
+}
+
+/**
+ * Peer recovery: act as `term`'s leader towards ourselves (Neon recovery.rs), through the same cut and
+ * history adoption as ProposerElected. Refused (silently: the recovery step sees it in the local view)
+ * when our term is above `term` or a proposer is engaged here. Never votes: a raised term has votedFor 0.
+ */
+function onRecoveryStart(state: AcceptorState, donorNodeId: number, term: Term, history: TermHistory, donorCommitLsn: Lsn, fx: AcceptorEffect[]): void {
+  const p = state.persistent;
+  if (term < p.term || proposerEngaged(state)) return;
+  const last = history[history.length - 1];
+  if (termHistoryProblem(history) !== null || last === undefined || last.term !== term) return;
+  const start = recoveryStartPoint(p.termHistory, state.flushLsn, state.writeLsn, history);
+  if (!start.ok || start.startLsn < p.localStartLsn) return;
+  // As for ProposerElected: `term`'s leader holds everything committed, so its divergence point with our
+  // WAL is never below our commitLsn.
+  if (start.startLsn < state.commitLsn) invariant(false, `peer recovery would cut WAL at ${formatLsn(start.startLsn)}, below commitLsn ${formatLsn(state.commitLsn)}`);
+  const raise = term > p.term;
+  if (raise) {
+    state.electedProposerId = null;
+    state.proposerCommitLsn = state.commitLsn;
+  }
+  adoptLeaderLog(state, start.startLsn, history, raise, fx);
+  state.recovery = { term, donorNodeId, donorCommitLsn };
+  advanceCommit(state, fx);
+}
+
+function onRecoveryAppend(state: AcceptorState, term: Term, beginLsn: Lsn, wal: Uint8Array, donorCommitLsn: Lsn, fx: AcceptorEffect[]): void {
+  const r = state.recovery;
+  if (r === null || r.term !== term || term !== state.persistent.term) return;
+  if (wal.length > MAX_APPEND_BYTES || beginLsn !== state.writeLsn) return;
+  if (wal.length > 0) {
+    fx.push({ kind: 'writeWal', lsn: beginLsn, wal });
+    state.writeLsn = (beginLsn + wal.length) as Lsn;
+    requestFlush(state, fx);
+  }
+  if (donorCommitLsn > r.donorCommitLsn) r.donorCommitLsn = donorCommitLsn;
+  advanceCommit(state, fx);
 }
 
 function onAppend(state: AcceptorState, connId: ConnectionId, conn: ConnectionState, msg: AppendRequest, fx: AcceptorEffect[]): void {
@@ -515,8 +734,11 @@ function checkTerm(state: AcceptorState, connId: ConnectionId, msgTerm: Term, fx
 }
 
 function advanceCommit(state: AcceptorState, fx: AcceptorEffect[]): void {
-  if (state.electedProposerId === null) return;
-  const candidate = state.proposerCommitLsn < state.flushLsn ? state.proposerCommitLsn : state.flushLsn;
+  // Our WAL up to flushLsn is the leader's (or, in recovery, the recovery term's leader's): its commit
+  // point holds on it up to there.
+  let known = state.electedProposerId !== null ? state.proposerCommitLsn : (0 as Lsn);
+  if (state.recovery !== null && state.recovery.donorCommitLsn > known) known = state.recovery.donorCommitLsn;
+  const candidate = known < state.flushLsn ? known : state.flushLsn;
   if (candidate > state.commitLsn) {
     state.commitLsn = candidate;
     maybePersistCommit(state, fx);

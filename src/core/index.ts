@@ -4,6 +4,7 @@
 export * from './acceptor.js';
 export * from './commit_lsn.js';
 export * from './donor_choice.js';
+export * from './peer_recovery.js';
 export * from './proposer.js';
 export * from './proposer_wal_buffer.js';
 export * from './protocol_errors.js';

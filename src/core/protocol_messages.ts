@@ -105,3 +105,35 @@ export interface ErrorMessage {
 
 export type ProposerMessage = ProposerGreeting | VoteRequest | ProposerElected | AppendRequest | ReadRequest;
 export type AcceptorMessage = AcceptorGreeting | VoteResponse | AppendResponse | ReadResponse | ErrorMessage;
+
+/**
+ * Peer recovery (docs/PROTOCOL.md, "Peer recovery"): one safekeeper asks another for its durable WAL
+ * [beginLsn, endLsn) of term `term`. Served only while the peer's term and lastLogTerm both equal `term`,
+ * and never past its flushLsn. An empty range (beginLsn == endLsn) asks for the status alone.
+ */
+export interface PeerReadRequest {
+  readonly term: Term;
+  readonly beginLsn: Lsn;
+  readonly endLsn: Lsn;
+}
+
+export type PeerReadReply =
+  | {
+      readonly kind: 'PeerWal';
+      /** The serving peer's term, == the request's term. */
+      readonly term: Term;
+      /** The peer's history clipped to its flushLsn (it ends with `term`). */
+      readonly termHistory: TermHistory;
+      readonly flushLsn: Lsn;
+      readonly commitLsn: Lsn;
+      readonly beginLsn: Lsn;
+      /** endLsn - beginLsn durable bytes (empty for a status request). */
+      readonly wal: Uint8Array;
+    }
+  | {
+      readonly kind: 'PeerRefused';
+      readonly code: ProtocolErrorCode;
+      /** The serving peer's current term. */
+      readonly term: Term;
+      readonly message: string;
+    };
