@@ -54,8 +54,8 @@ export class BenchSafekeeper {
     mkdirSync(this.dataDir, { recursive: true });
     const listen = `127.0.0.1:${this.port}`;
     const proc = spawn(process.execPath, [CLI, 'start', '--id', String(this.id), '--listen', listen, '--data-dir', this.dataDir], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, SK_LOG_LEVEL: process.env.SK_LOG_LEVEL ?? 'warn' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, SK_EXIT_WITH_PARENT: '1', SK_LOG_LEVEL: process.env.SK_LOG_LEVEL ?? 'warn' },
     });
     this.proc = proc;
     this.stopping = false;

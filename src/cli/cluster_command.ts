@@ -23,7 +23,9 @@ export async function runCluster(opts: { dataDir: string; basePort: number; node
     const logFd = openSync(join(dir, 'safekeeper.log'), 'a');
     const port = opts.basePort + i - 1;
     const child = spawn(process.execPath, [main, 'start', '--id', String(i), '--listen', `127.0.0.1:${port}`, '--data-dir', dir], {
-      stdio: ['ignore', 'pipe', logFd],
+      stdio: ['pipe', 'pipe', logFd],
+      // The nodes stop with this command even if it is killed without a chance to signal them.
+      env: { ...process.env, SK_EXIT_WITH_PARENT: '1' },
     });
     children.push(child);
     const url = await new Promise<string>((resolveUrl, reject) => {

@@ -44,4 +44,11 @@ export async function runStart(opts: StartOptions): Promise<void> {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  // For supervisors that cannot guarantee to signal us (test runners killed on a timeout): when the
+  // parent holding our stdin goes away, shut down instead of lingering as an orphan.
+  if (process.env.SK_EXIT_WITH_PARENT === '1') {
+    process.stdin.on('end', stop);
+    process.stdin.on('close', stop);
+    process.stdin.resume();
+  }
 }

@@ -87,6 +87,8 @@ export class WalStore implements WalStorage {
   private durableEnd: Lsn;
   private flushEnd: Lsn;
   private oldestLsn: Lsn;
+  /** Highest byte position ever handed to a write (bytes past it in a segment are zero). */
+  private highWater: number;
   /** Start of the record that ends at flushLsn (its successor's xl_prev); -1 when not known. */
   private flushRecordStart = -1;
   /** Counters for tests and metrics: write batches issued (each one fdatasync per segment touched). */
@@ -101,6 +103,8 @@ export class WalStore implements WalStorage {
     this.decoder = decoder;
     this.writeEnd = report.endLsn;
     this.durableEnd = report.endLsn;
+    // Recovery zeroed everything past its cut.
+    this.highWater = report.endLsn;
     this.flushEnd = report.flushLsn;
     this.oldestLsn = localStart;
     this.recovery = report;
@@ -197,9 +201,13 @@ export class WalStore implements WalStorage {
         await rm(this.paths.ready(cutSegmentNo), { force: true });
       }
     }
-    const offset = at - segmentStart(cutSegmentNo, this.segmentSizeBytes);
+    const base = segmentStart(cutSegmentNo, this.segmentSizeBytes);
+    const offset = at - base;
+    // Only what was ever written needs zeroing: the rest of the segment is zero since preallocation.
+    const dirtyEnd = Math.min(this.segmentSizeBytes, Math.max(offset, this.highWater - base));
     const seg = await this.openSegment(cutSegmentNo);
-    await seg.zero(offset, this.segmentSizeBytes, true);
+    await seg.zero(offset, dirtyEnd, true);
+    this.highWater = at;
     await fsyncDir(this.paths.dir);
     this.decoder = new WalDecoder({ startLsn: at, segmentSizeBytes: this.segmentSizeBytes });
     this.flushRecordStart = -1;
@@ -340,6 +348,10 @@ export class WalStore implements WalStorage {
     const segNo = segmentNoOf(at, this.segmentSizeBytes);
     const file = await this.openSegment(segNo);
     const offset = at - segmentStart(segNo, this.segmentSizeBytes);
+    let length = 0;
+    for (const c of chunks) length += c.length;
+    // Raised before the write is issued: a write that fails midway may still have put bytes on disk.
+    this.highWater = Math.max(this.highWater, at + length);
     let result;
     if (this.failpoint) {
       result = await file.write(offset, chunks, { sync: false, decoder: this.decoder });
@@ -348,8 +360,6 @@ export class WalStore implements WalStorage {
     } else {
       result = await file.write(offset, chunks, { sync: true, decoder: this.decoder });
     }
-    let length = 0;
-    for (const c of chunks) length += c.length;
     this.durableEnd = lsn(at + length);
     this.stats.bytes += length;
     // After an XLOG_SWITCH the decoder's end is the segment's end, before the padding has arrived:

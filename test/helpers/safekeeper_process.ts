@@ -29,8 +29,8 @@ export class SafekeeperProcess {
   async start(): Promise<void> {
     const listen = `127.0.0.1:${this.port}`;
     const proc = spawn(process.execPath, [CLI, 'start', '--id', String(this.id), '--listen', listen, '--data-dir', this.dataDir, ...this.extraArgs], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, SK_LOG_LEVEL: process.env.SK_LOG_LEVEL ?? 'warn' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, SK_EXIT_WITH_PARENT: '1', SK_LOG_LEVEL: process.env.SK_LOG_LEVEL ?? 'warn' },
     });
     this.proc = proc;
     proc.stderr!.on('data', (d: Buffer) => {
