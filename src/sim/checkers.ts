@@ -178,7 +178,7 @@ export class Checker {
     const limit = Math.min(disk.durableEnd, committedEnd);
     const committed = this.committed;
     const base = this.baseLsn;
-    while (m < limit && disk.byteAt(m) === committed[m - base]) m++;
+    if (m < limit) m = (m + matchingPrefix(disk.view(m, limit as Lsn), committed.subarray(m - base, limit - base))) as Lsn;
     this.matchEnd[i] = m;
     // (b) What a safekeeper believes committed (in memory and in its control file) is the committed WAL.
     const persisted = disk.durableControl.commitLsn;
@@ -199,6 +199,14 @@ export class Checker {
     bigger.set(this.committed.subarray(0, this.committedEnd - this.baseLsn));
     this.committed = bigger;
   }
+}
+
+/** Length of the common prefix of two equally long arrays (a native compare first: usually all match). */
+function matchingPrefix(a: Uint8Array, b: Uint8Array): number {
+  if (a.length >= 64 && Buffer.compare(a, b) === 0) return a.length;
+  let i = 0;
+  while (i < a.length && a[i] === b[i]) i++;
+  return i;
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {

@@ -1,11 +1,14 @@
 // The simulator's per-safekeeper driver: runs the pure acceptor core and executes its effects as one FIFO,
 // one storage operation at a time, with simulated latency (persist -> write -> fsync -> reply). In FIFO mode
 // it never sends a reply before the storage effects ahead of it completed; eager mode skips that on purpose.
+// It also runs peer recovery (core/peer_recovery.ts) next to the acceptor: broker infos and ticks go in,
+// peer reads travel as datagrams between safekeepers, recovered WAL enters through the acceptor's inputs.
 
 import { describeError } from '../errors.js';
 import { formatLsn as L } from '../lsn.js';
 import {
   acceptorPeerInfo,
+  acceptorRecoveryView,
   acceptorRestore,
   acceptorStep,
   type AcceptorConfig,
@@ -14,7 +17,8 @@ import {
   type AcceptorState,
   type PeerInfo,
 } from '../core/acceptor.js';
-import type { AcceptorMessage, ProposerMessage } from '../core/protocol_messages.js';
+import { recoveryInit, recoveryStep, type RecoveryConfig, type RecoveryInput, type RecoveryState } from '../core/peer_recovery.js';
+import type { AcceptorMessage, PeerReadReply, PeerReadRequest, ProposerMessage } from '../core/protocol_messages.js';
 import type { EventQueue } from './event_queue.js';
 import type { Prng } from './prng.js';
 import type { InterruptedOperation, SimDisk } from './sim_disk.js';
@@ -30,6 +34,8 @@ export interface SafekeeperNodeHooks {
   readonly audit: boolean;
   /** Execute sends and closes as soon as they are emitted (see SimParams.eagerSends). */
   readonly eagerSends: boolean;
+  /** The safekeeper with this node id (peer reads are addressed by node id). */
+  peer(nodeId: number): SafekeeperNode | undefined;
 }
 
 export class SafekeeperNode implements SafekeeperEndpoint {
@@ -40,6 +46,11 @@ export class SafekeeperNode implements SafekeeperEndpoint {
   private fifo: AcceptorEffect[] = [];
   private head = 0;
   private busy: InterruptedOperation = 'none';
+  /** Peer recovery's state: in memory only, rebuilt at every start like the acceptor core. */
+  recovery: RecoveryState | null = null;
+  /** Peer reads sent and not answered, by a wire id unique over restarts -> the recovery's requestId. */
+  private peerReads = new Map<number, number>();
+  private nextWireId = 1;
 
   constructor(
     readonly index: number,
@@ -50,6 +61,8 @@ export class SafekeeperNode implements SafekeeperEndpoint {
     private readonly net: SimNetwork,
     private readonly diskParams: DiskParams,
     private readonly hooks: SafekeeperNodeHooks,
+    /** Null: this node never runs peer recovery (it still serves peer reads). */
+    private readonly recoveryConfig: RecoveryConfig | null = null,
   ) {}
 
   get name(): string {
@@ -64,6 +77,8 @@ export class SafekeeperNode implements SafekeeperEndpoint {
     this.fifo = [];
     this.head = 0;
     this.busy = 'none';
+    this.peerReads = new Map();
+    this.recovery = this.recoveryConfig ? recoveryInit(this.recoveryConfig) : null;
     try {
       this.core = acceptorRestore(this.config, control, flushLsn);
     } catch (err) {
@@ -84,6 +99,8 @@ export class SafekeeperNode implements SafekeeperEndpoint {
     if (this.busy !== 'none') this.hooks.count(`crash during ${this.busy}`);
     this.up = false;
     this.core = null;
+    this.recovery = null;
+    this.peerReads = new Map();
     this.fifo = [];
     this.head = 0;
     this.busy = 'none';
@@ -114,6 +131,55 @@ export class SafekeeperNode implements SafekeeperEndpoint {
     return this.core ? acceptorPeerInfo(this.core) : null;
   }
 
+  /** A broker datagram from a peer: for the acceptor (commit adoption) and for peer recovery. */
+  peerInfoReceived(info: PeerInfo): void {
+    this.input({ kind: 'peerInfo', info });
+    if (this.core) this.recoveryInput({ kind: 'peerInfo', now: this.queue.now, local: acceptorRecoveryView(this.core), info });
+  }
+
+  recoveryTick(): void {
+    if (this.core) this.recoveryInput({ kind: 'tick', now: this.queue.now, local: acceptorRecoveryView(this.core) });
+  }
+
+  /** Serving side: a peer asks for our WAL (the reply travels back as a datagram). */
+  peerReadRequest(requester: number, wireId: number, request: PeerReadRequest): void {
+    this.input({ kind: 'peerReadRequest', requester, requestId: wireId, request });
+  }
+
+  /** Recovering side: a donor answered; replies to a previous incarnation's reads are dropped. */
+  peerReadReply(wireId: number, reply: PeerReadReply): void {
+    const requestId = this.peerReads.get(wireId);
+    if (requestId === undefined || !this.core) return;
+    this.peerReads.delete(wireId);
+    this.recoveryInput({ kind: 'peerReadResult', now: this.queue.now, local: acceptorRecoveryView(this.core), requestId, reply });
+  }
+
+  private recoveryInput(input: RecoveryInput): void {
+    if (!this.up || !this.recovery) return;
+    const effects = recoveryStep(this.recovery, input);
+    for (const e of effects) {
+      if (!this.up) return;
+      switch (e.kind) {
+        case 'acceptorInput':
+          this.input(e.input);
+          break;
+        case 'peerRead': {
+          const donor = this.hooks.peer(e.peerNodeId);
+          if (!donor) break;
+          const wireId = this.nextWireId++;
+          this.peerReads.set(wireId, e.requestId);
+          if (this.hooks.verbose) this.hooks.trace(`${this.name} -> ${donor.name} peerRead#${wireId}(term ${e.request.term}, ${L(e.request.beginLsn)}..${L(e.request.endLsn)})`);
+          this.net.sendBetweenSafekeepers(this.index, donor.index, () => donor.peerReadRequest(this.config.nodeId, wireId, e.request));
+          break;
+        }
+        case 'recoveryEvent':
+          this.hooks.count(`recovery ${e.event}${e.event === 'aborted' ? `: ${e.detail.replace(/ \(its term.*$/, '').replace(/[0-9]+(\/[0-9A-F]+)?/g, 'N')}` : ''}`);
+          if (this.hooks.verbose) this.hooks.trace(`${this.name} RECOVERY ${e.event} (donor node ${e.donorNodeId}, term ${e.term}): ${e.detail}`);
+          break;
+      }
+    }
+  }
+
   input(input: AcceptorInput): void {
     if (!this.up || !this.core) return;
     let effects: AcceptorEffect[];
@@ -126,7 +192,7 @@ export class SafekeeperNode implements SafekeeperEndpoint {
       return;
     }
     for (const e of effects) {
-      if (this.hooks.eagerSends && (e.kind === 'send' || e.kind === 'closeConnection')) this.execute(e);
+      if (this.hooks.eagerSends && (e.kind === 'send' || e.kind === 'closeConnection' || e.kind === 'peerReadReply')) this.execute(e);
       else this.fifo.push(e);
     }
     this.pump();
@@ -221,7 +287,34 @@ export class SafekeeperNode implements SafekeeperEndpoint {
           this.pump();
         });
         return;
+      case 'readWalForPeer':
+        this.busy = 'readWal';
+        later(this.diskParams.readUs, () => {
+          // Served WAL must be durable here when it is read (FIFO order: no cut decided after the request
+          // runs before this read).
+          if (this.hooks.audit && e.endLsn > this.disk.durableEnd) this.hooks.violation('durability audit', `${this.name} reads ${L(e.beginLsn)}..${L(e.endLsn)} for a peer, durable end ${L(this.disk.durableEnd)}`);
+          const wal = this.disk.read(e.beginLsn, e.endLsn);
+          this.busy = 'none';
+          this.input({ kind: 'peerWalRead', requester: e.requester, requestId: e.requestId, term: e.term, beginLsn: e.beginLsn, wal });
+          this.pump();
+        });
+        return;
+      case 'peerReadReply': {
+        const requester = this.hooks.peer(e.requester);
+        if (this.hooks.audit && e.reply.kind === 'PeerWal') this.auditPeerReply(e.reply);
+        if (this.hooks.verbose) {
+          const r = e.reply;
+          this.hooks.trace(`${this.name} -> ${requester?.name ?? '?'} peerReply#${e.requestId} ${r.kind === 'PeerWal' ? `(term ${r.term}, ${L(r.beginLsn)}+${r.wal.length}, flush ${L(r.flushLsn)}, commit ${L(r.commitLsn)})` : `refused ${r.code}: ${r.message}`}`);
+        }
+        if (requester) this.net.sendBetweenSafekeepers(this.index, requester.index, () => requester.peerReadReply(e.requestId, e.reply));
+        return;
+      }
     }
+  }
+
+  /** A peer is never told a flushLsn that is not durable here. */
+  private auditPeerReply(reply: Extract<PeerReadReply, { kind: 'PeerWal' }>): void {
+    if (reply.flushLsn > this.disk.durableEnd) this.hooks.violation('durability audit', `${this.name} told a peer flushLsn ${L(reply.flushLsn)}, durable end ${L(this.disk.durableEnd)}`);
   }
 
   /** The driver contract, checked at the wire: nothing acknowledged is less durable than it claims. */

@@ -51,6 +51,18 @@ export interface WorkloadParams {
   readonly maxUncommittedBytes: number;
 }
 
+export interface RecoveryParams {
+  /** Safekeepers run peer recovery (core/peer_recovery.ts) from broker infos. */
+  readonly enabled: boolean;
+  /** Recovery tick period: timeouts and session starts. */
+  readonly tickUs: number;
+  readonly readBytes: number;
+  readonly inflightReads: number;
+  readonly readTimeoutUs: number;
+  /** Broker infos older than this are not used to pick a donor. */
+  readonly peerInfoTtlUs: number;
+}
+
 export interface SimParams {
   readonly seed: number;
   readonly safekeepers: number;
@@ -79,11 +91,23 @@ export interface SimParams {
   readonly eagerSends: boolean;
   /** After settling, the surviving proposer must have committed something. */
   readonly checkLiveness: boolean;
+  readonly recovery: RecoveryParams;
+  /**
+   * After settling, the proposer stops and the run goes on this long with no proposer at all: every live
+   * safekeeper must then catch up (flushLsn >= the highest commitLsn) by peer recovery alone. 0: no tail.
+   */
+  readonly noProposerTailUs: number;
+  /**
+   * Safekeepers crashed during settling (once the leader is stable and they are in its term) and kept down
+   * until the tail starts, missing everything committed meanwhile (and losing their unflushed tail).
+   */
+  readonly longDowntimeVictims: number;
   readonly acceptorFaults?: AcceptorTestingFaults;
   readonly proposerFaults?: ProposerTestingFaults;
 }
 
-export type SimOverrides = Partial<Omit<SimParams, 'net' | 'disk' | 'chaos' | 'workload'>> & {
+export type SimOverrides = Partial<Omit<SimParams, 'net' | 'disk' | 'chaos' | 'workload' | 'recovery'>> & {
+  readonly recovery?: Partial<RecoveryParams>;
   readonly net?: Partial<NetworkParams>;
   readonly disk?: Partial<DiskParams>;
   readonly chaos?: Partial<ChaosParams>;
@@ -147,6 +171,9 @@ export function paramsForSeed(seed: number, overrides: SimOverrides = {}): SimPa
     audit: true,
     eagerSends: rng.chance(0.5),
     checkLiveness: true,
+    recovery: { enabled: true, tickUs: 5000, readBytes: 128 * 1024, inflightReads: 4, readTimeoutUs: 50_000, peerInfoTtlUs: 60_000 },
+    noProposerTailUs: 0,
+    longDowntimeVictims: 0,
   };
   // One run in five ships WAL in tiny pieces, one append in flight, under frequent faults: many more
   // elections land while safekeepers are half recovered (the Raft "figure 8" situations).
@@ -161,9 +188,19 @@ export function paramsForSeed(seed: number, overrides: SimOverrides = {}): SimPa
       workload: { ...base.workload, recordMaxBytes: 40, maxUncommittedBytes: 2048 },
     };
   }
+  // Drawn last, so the draws above (and what each seed meant before peer recovery) stay the same.
+  base = {
+    ...base,
+    recovery: { ...base.recovery, readBytes: rng.pick([4096, 32 * 1024, 128 * 1024]), inflightReads: rng.pick([2, 8]) },
+  };
+  // Half the seeds end with a safekeeper down for long and no proposer: peer recovery must catch it up.
+  if (rng.chance(0.5)) {
+    base = { ...base, noProposerTailUs: 200_000, longDowntimeVictims: base.safekeepers === 5 ? rng.range(1, 2) : 1 };
+  }
   return {
     ...base,
     ...overrides,
+    recovery: { ...base.recovery, ...overrides.recovery },
     net: { ...base.net, ...overrides.net },
     disk: { ...base.disk, ...overrides.disk },
     chaos: { ...base.chaos, ...overrides.chaos },

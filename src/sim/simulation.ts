@@ -1,10 +1,11 @@
 // One seeded simulation run: builds the cluster (safekeepers, proposer slots, network, disks), injects
-// faults for a while, heals everything, lets it settle, and returns the checkers' verdict. Deterministic:
-// the same parameters give the same run; it must never consult anything outside its seed.
+// faults for a while, heals everything, lets it settle, optionally stops every proposer and lets peer
+// recovery catch up a long-down safekeeper, and returns the checkers' verdict. Deterministic: the same
+// parameters give the same run; it must never consult anything outside its seed.
 
-import { newTimelineState } from '../core/acceptor.js';
+import { acceptorPeerInfo, newTimelineState } from '../core/acceptor.js';
 import { quorumSize } from '../core/commit_lsn.js';
-import type { Lsn } from '../lsn.js';
+import { formatLsn as L, type Lsn } from '../lsn.js';
 import { term } from '../storage/timeline_state.js';
 import { Checker, type Violation } from './checkers.js';
 import { EventQueue } from './event_queue.js';
@@ -34,6 +35,8 @@ export interface SimStats {
   readonly fences: number;
   /** The run hit maxEvents before its end time. */
   readonly truncated: boolean;
+  /** No-proposer tail: how long after it began every live safekeeper had caught up (-1: no tail / never). */
+  readonly recoveryCatchUpUs: number;
   /** How often interesting situations happened (coverage). */
   readonly counters: Readonly<Record<string, number>>;
 }
@@ -95,7 +98,16 @@ export function runSimulation(params: SimParams, options: RunOptions = {}): SimR
       master.fork(100 + i),
       net,
       params.disk,
-      { violation, count, trace, verbose, audit: params.audit, eagerSends: params.eagerSends },
+      { violation, count, trace, verbose, audit: params.audit, eagerSends: params.eagerSends, peer: (nodeId) => safekeepers[nodeId - 1] },
+      params.recovery.enabled
+        ? {
+            nodeId: i + 1,
+            maxReadBytes: params.recovery.readBytes,
+            maxInflightReads: params.recovery.inflightReads,
+            readTimeout: params.recovery.readTimeoutUs,
+            peerInfoTtl: params.recovery.peerInfoTtlUs,
+          }
+        : null,
     );
     safekeepers.push(node);
   }
@@ -103,6 +115,8 @@ export function runSimulation(params: SimParams, options: RunOptions = {}): SimR
   const check = checker;
 
   let nextProposerId = 1;
+  /** Generations that committed in their own term (a quorum holds their term start). */
+  const committers = new WeakSet<ProposerGeneration>();
   const proposers: ProposerNode[] = [];
   for (let slot = 0; slot < params.proposers; slot++) {
     proposers.push(
@@ -119,7 +133,10 @@ export function runSimulation(params: SimParams, options: RunOptions = {}): SimR
           verbose,
           nextProposerId: () => nextProposerId++,
           elected: (gen: ProposerGeneration, term, termStartLsn) => check.onElected(gen, term, termStartLsn),
-          committed: (gen: ProposerGeneration, commitLsn: Lsn) => check.onCommitted(gen, commitLsn),
+          committed: (gen: ProposerGeneration, commitLsn: Lsn) => {
+            committers.add(gen);
+            check.onCommitted(gen, commitLsn);
+          },
         },
         master.fork(200 + slot),
       ),
@@ -136,12 +153,19 @@ export function runSimulation(params: SimParams, options: RunOptions = {}): SimR
       const info = sk.peerInfo();
       if (info) {
         for (const other of safekeepers) {
-          if (other !== sk) net.sendBetweenSafekeepers(sk.index, other.index, () => other.input({ kind: 'peerInfo', info }));
+          if (other !== sk) net.sendBetweenSafekeepers(sk.index, other.index, () => other.peerInfoReceived(info));
         }
       }
       queue.schedule(params.peerInfoIntervalUs, publish);
     };
     queue.schedule(chaosRng.range(0, params.peerInfoIntervalUs), publish);
+    if (params.recovery.enabled) {
+      const tick = (): void => {
+        sk.recoveryTick();
+        queue.schedule(params.recovery.tickUs, tick);
+      };
+      queue.schedule(chaosRng.range(0, params.recovery.tickUs), tick);
+    }
   }
 
   // Faults.
@@ -229,16 +253,81 @@ export function runSimulation(params: SimParams, options: RunOptions = {}): SimR
     for (const p of proposers.slice(1)) p.retire();
     proposers[0]!.start();
     commitsAtSettle = check.commits;
+    if (tailOn) queue.schedule(chaosRng.range(0, params.settleUs / 4), chooseVictims);
   });
 
-  const endUs = params.durationUs + params.settleUs;
+  // Long downtime: once the settled leader is stable and has committed in its term, crash some safekeepers
+  // in its term and keep them down until the no-proposer tail. Never more than a quorum can spare: the
+  // survivors still include one that holds the leader's term start, so the leader keeps committing.
+  const tailOn = params.noProposerTailUs > 0 && params.recovery.enabled;
+  const victims: SafekeeperNode[] = [];
+  /** The settled leader's term once it committed in it (so a quorum follows it to its end), else null. */
+  const leaderTerm = (): number | null => {
+    const gen = proposers[0]!.gen;
+    return gen && gen.core.phase === 'leader' && committers.has(gen) ? gen.core.term : null;
+  };
+  const chooseVictims = (): void => {
+    const t = leaderTerm();
+    if (queue.now >= params.durationUs + params.settleUs) return;
+    const inTerm = safekeepers.filter((s) => s.up && s.core !== null && s.disk.durableControl.term === t);
+    if (t === null || inTerm.length < params.safekeepers) {
+      queue.schedule(2000, chooseVictims);
+      return;
+    }
+    const n = Math.min(params.longDowntimeVictims, params.safekeepers - quorum);
+    for (let k = 0; k < n; k++) {
+      const candidates = safekeepers.filter((s) => s.up);
+      const sk = chaosRng.pick(candidates);
+      if (verbose) trace(`LONG DOWNTIME ${sk.name} (leader term ${t})`);
+      sk.crash();
+      victims.push(sk);
+      count('long downtime victim');
+    }
+  };
+  // The tail: wait until the leader is stable (committed in its term, nobody in a term above it), then
+  // stop every proposer and restart the victims. With no proposer, every live safekeeper must catch up
+  // within the tail. (From a less settled cluster it cannot always: see docs/PROTOCOL.md, peer recovery.)
+  let endUs = params.durationUs + params.settleUs;
+  let tailStartUs = -1;
+  let caughtUpUs = -1;
+  const tailDeadline = endUs + 100_000;
+  const startTail = (): void => {
+    const t = leaderTerm();
+    const stable = t !== null && safekeepers.every((s) => !s.up || (s.core !== null && s.core.persistent.term <= t));
+    if (!stable && queue.now < tailDeadline) {
+      endUs = queue.now + 2000 + params.noProposerTailUs;
+      queue.schedule(2000, startTail);
+      return;
+    }
+    if (!stable) count('tail: no stable leader');
+    tailStartUs = queue.now;
+    endUs = queue.now + params.noProposerTailUs;
+    if (verbose) trace(`NO-PROPOSER TAIL: proposers stop, ${victims.map((v) => v.name).join(' ') || 'nobody'} restart`);
+    for (const p of proposers) p.retire();
+    for (const sk of victims) if (!sk.up) sk.start();
+    const watch = (): void => {
+      if (caughtUpUs < 0 && caughtUp() === null) caughtUpUs = queue.now - tailStartUs;
+      if (caughtUpUs < 0) queue.schedule(1000, watch);
+    };
+    queue.schedule(1000, watch);
+  };
+  /** Null when every live safekeeper's flushLsn reached the highest commitLsn; else who lags. */
+  const caughtUp = (): string | null => {
+    let maxCommit = 0;
+    for (const s of safekeepers) if (s.core && s.core.commitLsn > maxCommit) maxCommit = s.core.commitLsn;
+    const behind = safekeepers.filter((s) => s.core !== null && s.core.flushLsn < maxCommit);
+    if (behind.length === 0) return null;
+    return `highest commitLsn ${L(maxCommit as Lsn)}; ${behind.map((s) => `${s.name} (term ${s.core!.persistent.term}, lastLogTerm ${acceptorPeerInfo(s.core!).lastLogTerm}, flushLsn ${L(s.core!.flushLsn)})`).join(', ')}; peers ${safekeepers.map((s) => (s.core ? `${s.name}: term ${s.core.persistent.term} lastLogTerm ${acceptorPeerInfo(s.core).lastLogTerm} flush ${L(s.core.flushLsn)}` : `${s.name}: down`)).join(', ')}`;
+  };
+  if (tailOn) queue.at(endUs, startTail);
+
   let events = 0;
   let truncated = false;
   while (queue.runNext()) {
     events++;
     check.afterEvent();
     if (check.violations.length > 0 && !options.continueAfterViolation) break;
-    if (queue.now >= endUs) break;
+    if (queue.now >= endUs && (!tailOn || tailStartUs >= 0)) break;
     if (events >= params.maxEvents) {
       truncated = true;
       break;
@@ -247,6 +336,10 @@ export function runSimulation(params: SimParams, options: RunOptions = {}): SimR
   if (params.checkLiveness && !truncated && check.violations.length === 0 && check.commits === commitsAtSettle) {
     const p0 = proposers[0]!;
     check.violation('no progress after settling', `proposer slot 0 (${p0.gen ? `generation ${p0.gen.proposerId}, phase ${p0.gen.core.phase}, term ${p0.gen.core.term}` : 'no live generation'}) committed nothing in ${params.settleUs}us of calm`);
+  }
+  if (tailOn && !truncated && check.violations.length === 0 && tailStartUs >= 0) {
+    const lag = caughtUp();
+    if (lag !== null) check.violation('no catch-up without a proposer', `${params.noProposerTailUs}us after every proposer stopped: ${lag}`);
   }
 
   return {
@@ -269,6 +362,7 @@ export function runSimulation(params: SimParams, options: RunOptions = {}): SimR
       partitions,
       fences,
       truncated,
+      recoveryCatchUpUs: caughtUpUs,
       counters,
     },
   };
