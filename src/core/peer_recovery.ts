@@ -124,6 +124,8 @@ export function chooseRecoveryDonor(local: RecoveryLocalView, peers: readonly Pe
 export function recoveryStep(state: RecoveryState, input: RecoveryInput): RecoveryEffect[] {
   const fx: RecoveryEffect[] = [];
   // The view is the acceptor as the previous steps' inputs left it: check it before acting on the input.
+  // A session that ends in this step is followed by a new one only on a later input, with a fresh view.
+  const idle = state.session === null;
   checkLocal(state, input.local, input.now, fx);
   switch (input.kind) {
     case 'peerInfo':
@@ -136,7 +138,7 @@ export function recoveryStep(state: RecoveryState, input: RecoveryInput): Recove
       onResult(state, input.requestId, input.reply, input.now, input.local, fx);
       break;
   }
-  if (state.session === null) maybeStart(state, input.now, input.local, fx);
+  if (idle) maybeStart(state, input.now, input.local, fx);
   return fx;
 }
 
