@@ -10,6 +10,7 @@ const FAULTS: Record<string, SimOverrides> = {
   'ack-before-flush': { acceptorFaults: { ackBeforeFlush: true } },
   'vote-before-persist': { acceptorFaults: { voteBeforePersist: true } },
   'peer-commit-ignoring-term': { acceptorFaults: { peerCommitIgnoringTerm: true } },
+  'recovery-ignoring-proposer': { acceptorFaults: { recoveryIgnoringProposer: true } },
   'commit-without-term-start': { proposerFaults: { commitWithoutTermStart: true } },
   'donor-by-flush-lsn': { proposerFaults: { donorByFlushLsnOnly: true } },
 };

@@ -421,3 +421,37 @@ t.test('recoveryInit validates its limits', async (t) => {
   const fx = recoveryStep(s, { kind: 'peerReadResult', now: 0, local: view(), requestId: 99, reply: { kind: 'PeerRefused', code: ProtocolErrorCodes.STALE_TERM, term: term(1), message: '' } });
   t.same(fx, [], 'an unknown reply is ignored');
 });
+
+t.test('a cut by recovery releases the held replies it would otherwise strand (found by the simulator, seed 1850)', async (t) => {
+  // Proposer 1 leads term 2 on connection 1; its append is written, the flush is still running. Proposer 2
+  // wins our vote for term 3 on connection 2, then dies. Recovery from a term-3 donor cuts our term-2 tail.
+  const s = acceptor(1, { term: term(1), votedFor: 1, termHistory: h([1, START]) }, 1400);
+  const sends: AcceptorEffect[] = [];
+  const step = (input: AcceptorInput): AcceptorEffect[] => {
+    const fx = acceptorStep(s, input);
+    sends.push(...fx.filter((e) => e.kind === 'send'));
+    for (const e of fx) if (e.kind === 'persistControl') step({ kind: 'controlPersisted', seq: e.seq });
+    return fx;
+  };
+  const flushes: number[] = [];
+  const track = (fx: AcceptorEffect[]): void => {
+    for (const e of fx) if (e.kind === 'flushWal') flushes.push(e.epoch);
+  };
+  step({ kind: 'connectionOpened', connId: 1 });
+  step({ kind: 'message', connId: 1, message: greeting(1) });
+  step({ kind: 'message', connId: 1, message: { kind: 'VoteRequest', term: term(2) } });
+  step({ kind: 'walFlushed', epoch: 0, flushLsn: lsn(1400) });
+  step({ kind: 'message', connId: 1, message: { kind: 'ProposerElected', term: term(2), startLsn: lsn(1400), termHistory: h([1, START], [2, 1400]) } });
+  track(step({ kind: 'message', connId: 1, message: { kind: 'AppendRequest', term: term(2), beginLsn: lsn(1400), endLsn: lsn(1600), commitLsn: lsn(START), truncateLsn: lsn(START), wal: new Uint8Array(200) } }));
+  step({ kind: 'connectionOpened', connId: 2 });
+  step({ kind: 'message', connId: 2, message: greeting(2) });
+  step({ kind: 'message', connId: 2, message: { kind: 'VoteRequest', term: term(3) } });
+  step({ kind: 'connectionClosed', connId: 2 });
+  t.equal(acceptorRecoveryView(s).proposerEngaged, false, 'connection 1 is elected in an older term');
+  const before = sends.length;
+  const fx = step({ kind: 'recoveryStart', donorNodeId: 2, term: term(3), termHistory: h([1, START], [3, 1500]), donorCommitLsn: lsn(START) });
+  t.match(fx.find((e) => e.kind === 'truncateWal'), { lsn: 1400 }, 'the term-2 tail is cut');
+  step({ kind: 'walFlushed', epoch: flushes[0]!, flushLsn: lsn(1600) });
+  const released = sends.slice(before).map((e) => (e.kind === 'send' ? e.message : null));
+  t.match(released, [{ kind: 'AppendResponse', term: 3, flushLsn: 1400 }], 'the stranded ack goes out, with our new term: its proposer steps down');
+});

@@ -44,6 +44,14 @@ t.test('adopting a peer commitLsn across different last terms makes a replica di
   t.match(caught?.kinds, ['replica disagrees on committed WAL']);
 });
 
+t.test('peer recovery that goes on while a proposer voted or is elected here breaks the vote promise', async (t) => {
+  // The vote response reported our WAL; the leader cuts us where that WAL diverged, now below what
+  // recovery brought in (and committed): the safekeeper's commit assertion or the proposer's fires.
+  const caught = firstCaught({ acceptorFaults: { recoveryIgnoringProposer: true } }, 50);
+  t.ok(caught, `caught at seed ${caught?.seed}`);
+  t.ok(caught?.kinds.some((k) => ['safekeeper invariant', 'proposer invariant', 'acknowledged WAL lost', 'replica disagrees on committed WAL'].includes(k)), `caught as ${caught?.kinds.join(', ')}`);
+});
+
 t.test('committing by counting acknowledgements below the term start (Raft figure 8) loses committed WAL', async (t) => {
   // Tiny appends, one in flight, frequent faults: elections land while safekeepers are half recovered.
   const figure8: SimOverrides = {

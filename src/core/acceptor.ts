@@ -36,6 +36,8 @@ export interface AcceptorTestingFaults {
   readonly voteBeforePersist?: boolean;
   /** Adopt a peer's commitLsn without checking that our last log terms are equal. */
   readonly peerCommitIgnoringTerm?: boolean;
+  /** Let peer recovery run (and go on) while a proposer voted or is elected here. */
+  readonly recoveryIgnoringProposer?: boolean;
 }
 
 export interface AcceptorConfig {
@@ -449,7 +451,7 @@ function onVoteRequest(state: AcceptorState, conn: ConnectionState, msg: VoteReq
   const fresh = msg.term > p.term && aboveMin;
   // votedFor 0 is "no vote" (a term raised by peer recovery): it never matches a proposer.
   const revote = msg.term === p.term && p.votedFor !== 0 && p.votedFor === conn.proposerId && aboveMin;
-  if (msg.term >= p.term) {
+  if (msg.term >= p.term && !state.config.unsafeTestingFaults?.recoveryIgnoringProposer) {
     // Our answer reports flushLsn and history, and the proposer computes our start from it: peer
     // recovery must not change our WAL from now on (it may not start while this connection lives).
     state.recovery = null;
@@ -508,7 +510,7 @@ function onElected(state: AcceptorState, connId: ConnectionId, conn: ConnectionS
   // below our commitLsn. If it is, this safekeeper (or the protocol) is broken: crash.
   if (msg.startLsn < state.commitLsn) invariant(false, `ProposerElected would cut WAL at ${formatLsn(msg.startLsn)}, below commitLsn ${formatLsn(state.commitLsn)}`);
   adoptLeaderLog(state, msg.startLsn, history, false, fx);
-  state.recovery = null;
+  if (!state.config.unsafeTestingFaults?.recoveryIgnoringProposer) state.recovery = null;
   conn.electedTerm = msg.term;
   if (state.electedProposerId === null) state.proposerCommitLsn = state.commitLsn;
   state.electedProposerId = conn.proposerId;
@@ -526,6 +528,11 @@ function adoptLeaderLog(state: AcceptorState, startLsn: Lsn, history: TermHistor
     state.writeLsn = startLsn;
     if (state.flushLsn > startLsn) state.flushLsn = startLsn;
     if (state.durableLsn > startLsn) state.durableLsn = startLsn;
+    // A reply held for bytes we just cut (an older term's append ack, a refused vote) would wait forever
+    // and stall its connection: it waits for the cut instead, and reports the state after it.
+    for (const conn of state.connections.values()) {
+      for (const held of conn.held) if (held.needDurableLsn > startLsn) held.needDurableLsn = startLsn;
+    }
   }
   const p = state.persistent;
   const last = history[history.length - 1]!;
@@ -537,6 +544,7 @@ function adoptLeaderLog(state: AcceptorState, startLsn: Lsn, history: TermHistor
 
 /** True when a live connection voted or was elected in our current term (see acceptorRecoveryView). */
 function proposerEngaged(state: AcceptorState): boolean {
+  if (state.config.unsafeTestingFaults?.recoveryIgnoringProposer) return false;
   const t = state.persistent.term;
   for (const conn of state.connections.values()) {
     if (conn.voteTerm === t || conn.electedTerm === t) return true;
