@@ -29,6 +29,10 @@ export const ErrorCodes = {
   FSYNC_FAILED: 'SK_FSYNC_FAILED',
   /** An I/O error other than the above. */
   IO: 'SK_IO',
+  /** Proposer library: a higher term or the control plane took the timeline over; this generation is finished. */
+  PROPOSER_STEPPED_DOWN: 'SK_PROPOSER_STEPPED_DOWN',
+  /** Proposer library: the application closed the proposer. */
+  PROPOSER_CLOSED: 'SK_PROPOSER_CLOSED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
