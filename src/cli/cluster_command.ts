@@ -22,7 +22,8 @@ export async function runCluster(opts: { dataDir: string; basePort: number; node
     await mkdir(dir, { recursive: true });
     const logFd = openSync(join(dir, 'safekeeper.log'), 'a');
     const port = opts.basePort + i - 1;
-    const child = spawn(process.execPath, [main, 'start', '--id', String(i), '--listen', `127.0.0.1:${port}`, '--data-dir', dir], {
+    const peers = Array.from({ length: opts.nodes }, (_, k) => `${k + 1}=http://127.0.0.1:${opts.basePort + k}`).join(',');
+    const child = spawn(process.execPath, [main, 'start', '--id', String(i), '--listen', `127.0.0.1:${port}`, '--data-dir', dir, '--peers', peers], {
       stdio: ['pipe', 'pipe', logFd],
       // The nodes stop with this command even if it is killed without a chance to signal them.
       env: { ...process.env, SK_EXIT_WITH_PARENT: '1' },

@@ -44,6 +44,16 @@ function parseNodeId(value: string): number {
   return n;
 }
 
+function parsePeers(value: string): Map<number, string> {
+  const peers = new Map<number, string>();
+  for (const item of value.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const m = /^(\d+)=(https?:\/\/[^\s,]+)$/.exec(item);
+    if (!m) throw new InvalidArgumentError(`peer ${JSON.stringify(item)} is not ID=http://HOST:PORT`);
+    peers.set(Number(m[1]), m[2]!.replace(/\/$/, ''));
+  }
+  return peers;
+}
+
 function parseListen(value: string): { host: string; port: number } {
   const m = /^(.*):(\d{1,5})$/.exec(value);
   const port = m ? Number(m[2]) : NaN;
@@ -59,6 +69,7 @@ program
   .option('--data-dir <dir>', 'data directory', './data/sk')
   .option('--implicit-timeline-creation', 'create a timeline on the first greeting instead of requiring the API')
   .option('--direct-io <mode>', 'O_DIRECT for segment writes: auto, on or off', 'auto')
+  .option('--peers <list>', 'other safekeepers for peer recovery: ID=URL,... (e.g. 2=http://10.0.0.2:7676)', parsePeers)
   .action(async (opts: StartOptions) => {
     await runStart(opts);
   });

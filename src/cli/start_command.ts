@@ -11,6 +11,7 @@ export interface StartOptions {
   dataDir: string;
   implicitTimelineCreation?: boolean;
   directIo: string;
+  peers?: Map<number, string>;
 }
 
 export async function runStart(opts: StartOptions): Promise<void> {
@@ -26,6 +27,7 @@ export async function runStart(opts: StartOptions): Promise<void> {
     implicitTimelineCreation: opts.implicitTimelineCreation ?? false,
     directIo: opts.directIo as DirectIoMode,
     logger,
+    ...(opts.peers ? { peers: opts.peers } : {}),
   });
   await server.start();
   // A line for supervisors and tests to wait on.

@@ -6,6 +6,7 @@ import { describeError, ErrorCodes, SafekeeperError } from '../errors.js';
 import { lsn, type Lsn } from '../lsn.js';
 import {
   acceptorPeerInfo,
+  acceptorRecoveryView,
   acceptorRestore,
   acceptorStep,
   type AcceptorConfig,
@@ -15,7 +16,8 @@ import {
   type ConnectionId,
   type PeerInfo,
 } from '../core/acceptor.js';
-import type { AcceptorMessage, ErrorMessage } from '../core/protocol_messages.js';
+import type { AcceptorMessage, ErrorMessage, PeerReadReply, PeerReadRequest } from '../core/protocol_messages.js';
+import { recoveryInit, recoveryStep, type RecoveryEffect, type RecoveryState } from '../core/peer_recovery.js';
 import type { Term, TimelinePersistentState } from '../storage/timeline_state.js';
 import type { ControlStore, WalStorage } from '../storage/wal_storage.js';
 
@@ -26,6 +28,16 @@ export interface ConnectionSink {
   close(connId: ConnectionId, error: ErrorMessage | null): void;
 }
 
+/** How the driver reaches other safekeepers for peer recovery (implemented by the server's peer client). */
+export interface PeerLink {
+  /** Our peer-recovery read against safekeeper `peerNodeId`; resolves with its reply. */
+  read(peerNodeId: number, requestId: number, request: PeerReadRequest): Promise<PeerReadReply>;
+  /** Delivers our answer to a read another safekeeper made of us. */
+  reply(requester: number, requestId: number, reply: PeerReadReply): void;
+  /** Session start/end, for logs and metrics. */
+  event(event: string, detail: Record<string, unknown>): void;
+}
+
 export interface TimelineDriverOptions {
   config: AcceptorConfig;
   control: ControlStore & { readonly state: TimelinePersistentState | null };
@@ -33,7 +45,12 @@ export interface TimelineDriverOptions {
   sink: ConnectionSink;
   /** A broken invariant or a failed fsync: the timeline must stop (the process crashes by default). */
   onFatal: (err: Error) => void;
+  /** Peer recovery; without it this timeline neither recovers from peers nor serves them. */
+  peers?: PeerLink;
 }
+
+/** Milliseconds, from the driver's monotonic clock: the only time the pure recovery step sees. */
+const now = (): number => performance.now();
 
 function isPeerCausedStorageError(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
@@ -47,10 +64,50 @@ export class TimelineDriver {
   private busy = false;
   private stopped: Error | null = null;
   private readonly opts: TimelineDriverOptions;
+  private readonly recovery: RecoveryState;
 
   private constructor(opts: TimelineDriverOptions, core: AcceptorState) {
     this.opts = opts;
     this.core = core;
+    this.recovery = recoveryInit({ nodeId: opts.config.nodeId, readTimeout: 5000, peerInfoTtl: 5000 });
+  }
+
+  /** A peer's broker info: to the acceptor (commit learning) and to peer recovery (catching up). */
+  peerInfo(info: PeerInfo): void {
+    if (this.stopped) return;
+    this.input({ kind: 'peerInfo', info });
+    this.runRecovery(recoveryStep(this.recovery, { kind: 'peerInfo', now: now(), local: acceptorRecoveryView(this.core), info }));
+  }
+
+  /** Periodic: peer-recovery timeouts and session (re)starts. */
+  tick(): void {
+    if (this.stopped) return;
+    this.runRecovery(recoveryStep(this.recovery, { kind: 'tick', now: now(), local: acceptorRecoveryView(this.core) }));
+  }
+
+  private runRecovery(effects: RecoveryEffect[]): void {
+    const peers = this.opts.peers;
+    for (const e of effects) {
+      switch (e.kind) {
+        case 'acceptorInput':
+          this.input(e.input);
+          break;
+        case 'peerRead':
+          if (!peers) break;
+          peers.read(e.peerNodeId, e.requestId, e.request).then(
+            (reply) => {
+              if (this.stopped) return;
+              this.runRecovery(recoveryStep(this.recovery, { kind: 'peerReadResult', now: now(), local: acceptorRecoveryView(this.core), requestId: e.requestId, reply }));
+            },
+            // An unreachable peer: the session's read timeout ends it and a later tick picks a donor again.
+            (err: Error) => peers.event('peerReadFailed', { peer: e.peerNodeId, error: err.message }),
+          );
+          break;
+        case 'recoveryEvent':
+          peers?.event(e.event, { donor: e.donorNodeId, term: e.term, detail: e.detail });
+          break;
+      }
+    }
   }
 
   /**
@@ -70,7 +127,7 @@ export class TimelineDriver {
     return this.core.persistent;
   }
 
-  get peerInfo(): PeerInfo {
+  get ownPeerInfo(): PeerInfo {
     return acceptorPeerInfo(this.core);
   }
 
@@ -126,6 +183,9 @@ export class TimelineDriver {
         case 'closeConnection':
           this.opts.sink.close(e.connId, e.error);
           break;
+        case 'peerReadReply':
+          this.opts.peers?.reply(e.requester, e.requestId, e.reply);
+          break;
         case 'writeWal':
           try {
             this.opts.store.write(e.lsn, e.wal);
@@ -180,6 +240,10 @@ export class TimelineDriver {
       case 'readWal': {
         const wal = await store.read(e.beginLsn, e.endLsn);
         return { kind: 'walRead', connId: e.connId, term: e.term, beginLsn: e.beginLsn, wal };
+      }
+      case 'readWalForPeer': {
+        const wal = await store.read(e.beginLsn, e.endLsn);
+        return { kind: 'peerWalRead', requester: e.requester, requestId: e.requestId, term: e.term, beginLsn: e.beginLsn, wal };
       }
       default:
         return null;

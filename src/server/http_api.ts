@@ -6,6 +6,8 @@ import { ErrorCodes, SafekeeperError } from '../errors.js';
 import { formatLsn, parseLsn } from '../lsn.js';
 import { term } from '../storage/timeline_state.js';
 import type { Timeline, TimelineRegistry } from './timeline_registry.js';
+import type { PeerBroker } from './peer_broker.js';
+import { decodePeerReadCall, encodePeerInfo, encodePeerReadReply } from '../protocol/peer_codec.js';
 
 export interface StatusSource {
   nodeId: number;
@@ -24,7 +26,7 @@ export function timelineStatus(tl: Timeline): Record<string, unknown> {
     term: p.term,
     minTerm: p.minTerm,
     votedFor: p.votedFor,
-    lastLogTerm: tl.driver.peerInfo.lastLogTerm,
+    lastLogTerm: tl.driver.ownPeerInfo.lastLogTerm,
     termHistory: p.termHistory.map((e) => ({ term: e.term, lsn: formatLsn(e.lsn) })),
     flushLsn: formatLsn(core.flushLsn),
     lastRecordLsn: tl.store.lastRecordLsn !== null && tl.store.flushLsn === core.flushLsn ? formatLsn(tl.store.lastRecordLsn) : null,
@@ -118,7 +120,7 @@ function intField(body: Record<string, unknown>, name: string, min: number, max:
   return v;
 }
 
-export function attachHttpApi(app: TemplatedApp, registry: TimelineRegistry, status: StatusSource): void {
+export function attachHttpApi(app: TemplatedApp, registry: TimelineRegistry, status: StatusSource, broker: PeerBroker | null = null): void {
   const timelineOf = (req: HttpRequest): Timeline => {
     const tl = registry.get(req.getParameter(0) ?? '', req.getParameter(1) ?? '');
     if (!tl) throw new HttpError('404 Not Found', 'SK_TIMELINE_NOT_FOUND', `timeline ${req.getParameter(0)}/${req.getParameter(1)} not found`);
@@ -179,6 +181,49 @@ export function attachHttpApi(app: TemplatedApp, registry: TimelineRegistry, sta
     await tl.driver.whenIdle();
     return ['200 OK', timelineStatus(tl)];
   }));
+
+  // Peer broker: what this node publishes to its peers, for every timeline.
+  app.get('/v1/peer-info', handle(async () => [
+    '200 OK',
+    {
+      nodeId: status.nodeId,
+      timelines: Object.fromEntries(registry.list().filter((tl) => !tl.driver.isStopped).map((tl) => [`${tl.tenantId}/${tl.timelineId}`, encodePeerInfo(tl.driver.ownPeerInfo)])),
+    },
+  ]));
+
+  // Peer recovery, serving side: another safekeeper reads our durable WAL of one term.
+  app.post('/v1/tenant/:tenantId/timeline/:timelineId/peer-read', (res, req) => {
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    const tenantId = req.getParameter(0) ?? '';
+    const timelineId = req.getParameter(1) ?? '';
+    const tl = registry.get(tenantId, timelineId);
+    readJson(res)
+      .then(async (body) => {
+        if (!tl || !broker) throw new HttpError('404 Not Found', 'SK_TIMELINE_NOT_FOUND', `timeline ${tenantId}/${timelineId} not served here`);
+        let call;
+        try {
+          call = decodePeerReadCall(body);
+        } catch (err) {
+          throw new HttpError('400 Bad Request', ErrorCodes.INVALID_ARGUMENT, (err as Error).message);
+        }
+        const answer = broker.awaitServe(tenantId, timelineId, call.requester, call.requestId);
+        tl.driver.input({ kind: 'peerReadRequest', requester: call.requester, requestId: call.requestId, request: call.request });
+        return encodePeerReadReply(await answer);
+      })
+      .then(
+        (bytes) => {
+          if (!aborted) res.cork(() => res.writeStatus('200 OK').writeHeader('content-type', 'application/octet-stream').end(bytes));
+        },
+        (err: unknown) => {
+          if (aborted) return;
+          if (err instanceof HttpError) json(res, err.status, { code: err.code, message: err.message });
+          else json(res, '500 Internal Server Error', { code: ErrorCodes.IO, message: (err as Error).message });
+        },
+      );
+  });
 
   app.any('/*', (res, req) => {
     json(res, '404 Not Found', { code: 'SK_NOT_FOUND', message: `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}` });

@@ -7,6 +7,7 @@ import { uWS, type TemplatedApp, type us_listen_socket } from './uws.js';
 import { attachHttpApi } from './http_api.js';
 import { ProposerSockets } from './proposer_socket.js';
 import { TimelineRegistry } from './timeline_registry.js';
+import { PeerBroker } from './peer_broker.js';
 import type { DirectIoMode } from '../storage/wal_store.js';
 
 export interface SafekeeperConfig {
@@ -17,6 +18,8 @@ export interface SafekeeperConfig {
   dataDir: string;
   implicitTimelineCreation: boolean;
   directIo: DirectIoMode;
+  /** Other safekeepers of the cluster: node id -> HTTP base URL (static peers; for peer recovery). */
+  peers?: ReadonlyMap<number, string>;
   logger?: Logger;
 }
 
@@ -24,6 +27,7 @@ export class SafekeeperServer {
   readonly log: Logger;
   readonly registry: TimelineRegistry;
   private readonly sockets: ProposerSockets;
+  private readonly broker: PeerBroker;
   private readonly app: TemplatedApp;
   private listenSocket: us_listen_socket | null = null;
   private boundPort = 0;
@@ -32,21 +36,25 @@ export class SafekeeperServer {
   constructor(readonly config: SafekeeperConfig) {
     this.log = config.logger ?? pino({ name: `sk${config.nodeId}` });
     this.sockets = new ProposerSockets(this.log, config.implicitTimelineCreation);
+    const peers = new Map([...(config.peers ?? new Map<number, string>())].filter(([id]) => id !== config.nodeId));
+    this.broker = new PeerBroker(config.nodeId, peers, this.log);
     this.registry = new TimelineRegistry({
       nodeId: config.nodeId,
       dataDir: config.dataDir,
       sink: this.sockets,
       direct: config.directIo,
       onFatal: (err) => this.fatal(err),
+      ...(peers.size > 0 ? { peerLink: (t: string, l: string) => this.broker.link(t, l) } : {}),
     });
     this.sockets.registry = this.registry;
+    this.broker.registry = this.registry;
     this.app = uWS.App();
     this.sockets.attach(this.app);
     attachHttpApi(this.app, this.registry, {
       nodeId: config.nodeId,
       startedAt: this.startedAt,
       connectionCount: () => this.sockets.connectionCount,
-    });
+    }, this.broker);
   }
 
   get port(): number {
@@ -77,10 +85,12 @@ export class SafekeeperServer {
       if (attempt >= 20) throw new Error(`cannot listen on ${this.config.host}:${port} (in use?)`);
       await new Promise((r) => setTimeout(r, 100));
     }
-    this.log.info({ url: this.url, dataDir: this.config.dataDir, timelines: this.registry.list().length }, 'safekeeper listening');
+    this.broker.start();
+    this.log.info({ url: this.url, dataDir: this.config.dataDir, timelines: this.registry.list().length, peers: [...this.broker.peers.keys()] }, 'safekeeper listening');
   }
 
   async stop(): Promise<void> {
+    this.broker.stop();
     if (this.listenSocket) {
       uWS.us_listen_socket_close(this.listenSocket);
       this.listenSocket = null;

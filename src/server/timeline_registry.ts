@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { ErrorCodes, SafekeeperError } from '../errors.js';
 import { isValidSegmentSize, lsn, type Lsn } from '../lsn.js';
 import { newTimelineState } from '../core/acceptor.js';
-import { TimelineDriver, type ConnectionSink } from '../driver/timeline_driver.js';
+import { TimelineDriver, type ConnectionSink, type PeerLink } from '../driver/timeline_driver.js';
 import { ControlFile, CONTROL_FILE_NAME } from '../storage/control_file.js';
 import { WalStore, type DirectIoMode } from '../storage/wal_store.js';
 
@@ -34,6 +34,8 @@ export interface TimelineRegistryOptions {
   sink: ConnectionSink;
   direct?: DirectIoMode;
   onFatal: (err: Error) => void;
+  /** Peer recovery transport for a timeline (absent: no peers configured). */
+  peerLink?: (tenantId: string, timelineId: string) => PeerLink;
 }
 
 export const DEFAULT_SEGMENT_SIZE_BYTES = 16 * 1024 * 1024;
@@ -155,6 +157,7 @@ export class TimelineRegistry {
       store,
       sink: this.opts.sink,
       onFatal: this.opts.onFatal,
+      ...(this.opts.peerLink ? { peers: this.opts.peerLink(tenantId, timelineId) } : {}),
     });
     const tl: Timeline = { tenantId, timelineId, dir, control, store, driver };
     this.timelines.set(TimelineRegistry.key(tenantId, timelineId), tl);

@@ -2,6 +2,7 @@
 // directories, for tests that kill -9, restart and talk to them over the network.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -79,8 +80,25 @@ export class SafekeeperProcess {
   }
 }
 
-export async function startCluster(n: number, extraArgs: string[] = []): Promise<SafekeeperProcess[]> {
+export async function startCluster(n: number, extraArgs: string[] = [], opts: { peers?: boolean } = {}): Promise<SafekeeperProcess[]> {
   const nodes = Array.from({ length: n }, (_, i) => new SafekeeperProcess(i + 1, undefined, extraArgs));
+  if (opts.peers) {
+    // Peers need each other's addresses before they start: reserve the ports first.
+    for (const node of nodes) node.port = await freePort();
+    const list = nodes.map((node) => `${node.id}=http://127.0.0.1:${node.port}`).join(',');
+    for (const node of nodes) node.extraArgs.push('--peers', list);
+  }
   await Promise.all(nodes.map((s) => s.start()));
   return nodes;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const a = srv.address();
+      srv.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
 }
