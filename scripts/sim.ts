@@ -28,7 +28,8 @@ function describe(result: SimResult): string {
     `seed ${result.seed}: ${p.safekeepers} safekeepers, ${p.proposers} proposer slot(s); ` +
     `${s.events} events, ${(s.simTimeUs / 1000).toFixed(0)} ms simulated, ${s.elections} elections, ${s.commits} commits ` +
     `(${s.committedBytes} bytes), ${s.safekeeperCrashes} safekeeper crashes, ${s.proposerGenerations} proposer generations, ` +
-    `${s.partitions} partitions, ${s.connectionBreaks} connection breaks, ${s.fences} fences${s.truncated ? ' (hit maxEvents)' : ''}`
+    `${s.partitions} partitions, ${s.connectionBreaks} connection breaks, ${s.fences} fences${s.truncated ? ' (hit maxEvents)' : ''}` +
+    (p.noProposerTailUs > 0 ? `; no-proposer tail: ${s.recoveryCatchUpUs >= 0 ? `all caught up after ${(s.recoveryCatchUpUs / 1000).toFixed(0)} ms` : 'not caught up'}` : '')
   );
 }
 

@@ -259,7 +259,7 @@ export function runSimulation(params: SimParams, options: RunOptions = {}): SimR
   // Long downtime: once the settled leader is stable and has committed in its term, crash some safekeepers
   // in its term and keep them down until the no-proposer tail. Never more than a quorum can spare: the
   // survivors still include one that holds the leader's term start, so the leader keeps committing.
-  const tailOn = params.noProposerTailUs > 0 && params.recovery.enabled;
+  const tailOn = params.noProposerTailUs > 0;
   const victims: SafekeeperNode[] = [];
   /** The settled leader's term once it committed in it (so a quorum follows it to its end), else null. */
   const leaderTerm = (): number | null => {
