@@ -199,10 +199,13 @@ export function paramsForSeed(seed: number, overrides: SimOverrides = {}): SimPa
   if (rng.chance(0.5) && base.recovery.enabled) {
     base = { ...base, noProposerTailUs: 200_000, longDowntimeVictims: base.safekeepers === 5 ? rng.range(1, 2) : 1 };
   }
+  const recovery = { ...base.recovery, ...overrides.recovery };
+  // Turning recovery off turns off the seed's no-proposer tail too, unless the overrides ask for one.
+  if (!recovery.enabled && overrides.noProposerTailUs === undefined) base = { ...base, noProposerTailUs: 0, longDowntimeVictims: 0 };
   return {
     ...base,
     ...overrides,
-    recovery: { ...base.recovery, ...overrides.recovery },
+    recovery,
     net: { ...base.net, ...overrides.net },
     disk: { ...base.disk, ...overrides.disk },
     chaos: { ...base.chaos, ...overrides.chaos },
