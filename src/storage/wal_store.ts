@@ -114,7 +114,11 @@ export class WalStore implements WalStorage {
   /** Opens (creating if needed) the WAL of a timeline directory and recovers the end of valid WAL. */
   static async open(opts: WalStoreOptions): Promise<WalStore> {
     const recovered = await recoverTimelineWal(opts);
-    return new WalStore(opts, recovered.decoder, recovered.report, recovered.localStartLsn);
+    const store = new WalStore(opts, recovered.decoder, recovered.report, recovered.localStartLsn);
+    // The segment the next write lands in may not exist yet (a new timeline, or WAL ending at a
+    // segment boundary): zero-fill it now rather than on the first write's critical path.
+    if (!(await exists(store.paths.partial(segmentNoOf(store.writeEnd, store.segmentSizeBytes))))) store.startPrealloc();
+    return store;
   }
 
   get writeLsn(): Lsn {
