@@ -13,7 +13,8 @@ import {
   type ProposerState,
 } from '../src/core/proposer.js';
 import { acceptorRestore, acceptorStep, newTimelineState, type AcceptorEffect, type AcceptorState } from '../src/core/acceptor.js';
-import { ProtocolErrorCodes, protocolError } from '../src/core/protocol_errors.js';
+import { ProtocolErrorCodes } from '../src/core/protocol_errors.js';
+import { protocolError } from '../src/core/protocol_messages.js';
 import type { AcceptorMessage, ProposerMessage } from '../src/core/protocol_messages.js';
 
 const TENANT = 'aa'.repeat(16);

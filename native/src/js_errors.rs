@@ -5,7 +5,7 @@ use napi::bindgen_prelude::{JsObjectValue, Object, Unknown};
 use napi::{Env, JsError, JsValue};
 
 use crate::io_errors::SkError;
-use crate::js_wal_decoder::JsStop;
+use crate::js_stop::JsStop;
 
 /// For functions that throw synchronously on the JS thread.
 pub fn sync_error(err: SkError) -> napi::Error<String> {

@@ -9,6 +9,7 @@ use napi_derive::napi;
 
 use crate::io_errors::SkError;
 use crate::js_args::to_u64;
+use crate::js_stop::JsStop;
 use crate::js_errors::sync_error;
 use crate::wal_decoder::{DecoderOptions, FeedOutcome, RecordInfo, Stop, WalDecoder as WalDecoderCore};
 
@@ -21,29 +22,6 @@ pub struct WalDecoderOptions {
     pub prev_lsn: Option<f64>,
     /// Return each completed record's start, prev, length, rmid and info from feed().
     pub collect_records: Option<bool>,
-}
-
-/// Why decoding stopped: 'end' = clean end of WAL (zeros), 'error' = invalid WAL.
-#[napi(object, js_name = "Stop")]
-pub struct JsStop {
-    #[napi(ts_type = "'end' | 'error'")]
-    pub kind: String,
-    #[napi(ts_type = "'ZERO_RECORD' | 'ZERO_PAGE' | 'BAD_PAGE_MAGIC' | 'BAD_PAGE_ADDRESS' | 'BAD_PAGE_FLAGS' | 'BAD_REM_LEN' | 'BAD_RECORD_LENGTH' | 'BAD_CRC' | 'BAD_PREV_LINK' | 'BAD_LONG_HEADER'")]
-    pub code: String,
-    /// The offending record start or page header.
-    pub lsn: f64,
-    pub message: String,
-}
-
-impl From<&Stop> for JsStop {
-    fn from(stop: &Stop) -> JsStop {
-        JsStop {
-            kind: stop.kind().as_str().to_string(),
-            code: stop.code.as_str().to_string(),
-            lsn: stop.lsn as f64,
-            message: stop.message.clone(),
-        }
-    }
 }
 
 /// Columns of the records completed by one feed, index-aligned.

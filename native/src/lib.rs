@@ -24,6 +24,8 @@ mod js_fs_functions;
 #[cfg_attr(test, allow(dead_code))]
 mod js_segment_file;
 #[cfg_attr(test, allow(dead_code))]
+mod js_stop;
+#[cfg_attr(test, allow(dead_code))]
 mod js_wal_decoder;
 
 /// CRC-32C (Castagnoli); `seed` continues a previous result. crc32c(Buffer.from('123456789')) = 0xe3069283.

@@ -5,10 +5,11 @@
 import { invariant } from '../errors.js';
 import { formatLsn, type Lsn } from '../lsn.js';
 import type { Term, TermHistory, TimelinePersistentState } from '../storage/timeline_state.js';
-import { ProtocolErrorCodes, protocolError, type ProtocolErrorCode } from './protocol_errors.js';
+import { ProtocolErrorCodes, type ProtocolErrorCode } from './protocol_errors.js';
 import {
   MAX_APPEND_BYTES,
   PROTOCOL_VERSION,
+  protocolError,
   type AcceptorMessage,
   type AppendRequest,
   type ErrorMessage,

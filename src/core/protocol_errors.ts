@@ -2,7 +2,6 @@
 // (docs/PROTOCOL.md, "Protocol error codes"). Plain data only: must never throw or import node:*.
 
 import type { Term } from '../storage/timeline_state.js';
-import type { ErrorMessage } from './protocol_messages.js';
 
 export const ProtocolErrorCodes = {
   VERSION: 'SK_PROTO_VERSION',
@@ -19,6 +18,9 @@ export const ProtocolErrorCodes = {
   TOO_LARGE: 'SK_PROTO_TOO_LARGE',
   WAL_NOT_AVAILABLE: 'SK_PROTO_WAL_NOT_AVAILABLE',
   SUPERSEDED: 'SK_PROTO_SUPERSEDED',
+  /** Raised by the transport, not the core: an undecodable frame, or a greeting for a timeline not served here. */
+  MALFORMED: 'SK_PROTO_MALFORMED',
+  UNKNOWN_TIMELINE: 'SK_PROTO_UNKNOWN_TIMELINE',
 } as const;
 
 export type ProtocolErrorCode = (typeof ProtocolErrorCodes)[keyof typeof ProtocolErrorCodes];
@@ -28,13 +30,3 @@ export const STEP_DOWN_CODES: ReadonlySet<ProtocolErrorCode> = new Set([
   ProtocolErrorCodes.STALE_TERM,
   ProtocolErrorCodes.FENCED,
 ]);
-
-export function protocolError(
-  code: ProtocolErrorCode,
-  term: Term,
-  message: string,
-  got: string | number | bigint = '',
-  expected: string | number | bigint = '',
-): ErrorMessage {
-  return { kind: 'Error', code, term, got: String(got), expected: String(expected), message };
-}

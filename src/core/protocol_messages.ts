@@ -137,3 +137,14 @@ export type PeerReadReply =
       readonly term: Term;
       readonly message: string;
     };
+
+/** Builds the Error message a safekeeper sends before closing a connection. */
+export function protocolError(
+  code: ProtocolErrorCode,
+  term: Term,
+  message: string,
+  got: string | number | bigint = '',
+  expected: string | number | bigint = '',
+): ErrorMessage {
+  return { kind: 'Error', code, term, got: String(got), expected: String(expected), message };
+}
