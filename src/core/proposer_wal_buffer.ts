@@ -16,6 +16,11 @@ export interface WalBuffer {
   /** Chunks from index `head` on are live; earlier ones were trimmed (compacted now and then). */
   chunks: WalChunk[];
   head: number;
+  /**
+   * The last multi-chunk read: safekeepers in step ask for the same range one after another, and one
+   * concatenated copy then serves them all (the wire encoder reuses the frame too).
+   */
+  lastRead?: { from: Lsn; to: Lsn; bytes: Uint8Array };
 }
 
 export function walBufferCreate(at: Lsn): WalBuffer {
@@ -77,6 +82,8 @@ export function walBufferRead(buf: WalBuffer, from: Lsn, to: Lsn): Uint8Array {
   let i = chunkIndexAt(buf, from);
   const first = buf.chunks[i]!;
   if (to <= first.lsn + first.bytes.length) return first.bytes.subarray(from - first.lsn, to - first.lsn);
+  const memo = buf.lastRead;
+  if (memo && memo.from === from && memo.to === to) return memo.bytes;
   const out = new Uint8Array(to - from);
   let pos = from;
   while (pos < to) {
@@ -86,5 +93,6 @@ export function walBufferRead(buf: WalBuffer, from: Lsn, to: Lsn): Uint8Array {
     out.set(c.bytes.subarray(a, b), pos - from);
     pos = (pos + (b - a)) as Lsn;
   }
+  buf.lastRead = { from, to, bytes: out };
   return out;
 }

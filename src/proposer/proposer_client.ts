@@ -8,7 +8,7 @@ import WebSocket from 'ws';
 import { describeError, invariant } from '../errors.js';
 import { formatLsn, type Lsn } from '../lsn.js';
 import { proposerInit, proposerStep, type ProposerEffect, type ProposerInput, type ProposerState } from '../core/proposer.js';
-import type { AcceptorMessage } from '../core/protocol_messages.js';
+import type { AcceptorMessage, ProposerMessage } from '../core/protocol_messages.js';
 import { decodeAcceptorMessage, encodeProposerMessage, MAX_FRAME_BYTES } from '../protocol/wire_codec.js';
 import type { Term, TermHistory } from '../storage/timeline_state.js';
 import { ProposerError, ProposerErrorCodes } from './proposer_errors.js';
@@ -114,6 +114,7 @@ export class Proposer extends EventEmitter<ProposerEvents> {
   /** Effects not yet executed: nested steps (from event listeners) queue behind the current ones. */
   private readonly effects: ProposerEffect[] = [];
   private draining = false;
+  private lastAppendFrame: { term: number; beginLsn: number; endLsn: number; commitLsn: number; truncateLsn: number; frame: Buffer } | null = null;
 
   constructor(opts: ProposerOptions) {
     super();
@@ -174,6 +175,22 @@ export class Proposer extends EventEmitter<ProposerEvents> {
   /** Safekeepers with an open connection (as reported to the core). */
   get connectedCount(): number {
     return this.links.filter((l) => l.open).length;
+  }
+
+  /**
+   * Encodes a message, reusing the frame of the previous identical AppendRequest: safekeepers in step get
+   * the same (term, range) and within one term the WAL of a range never changes, so one encoding (one
+   * copy of the WAL) serves them all.
+   */
+  private encode(m: ProposerMessage): Buffer {
+    if (m.kind !== 'AppendRequest' || m.wal.length === 0) return encodeProposerMessage(m);
+    const c = this.lastAppendFrame;
+    if (c && c.term === m.term && c.beginLsn === m.beginLsn && c.endLsn === m.endLsn && c.commitLsn === m.commitLsn && c.truncateLsn === m.truncateLsn) {
+      return c.frame;
+    }
+    const frame = encodeProposerMessage(m);
+    this.lastAppendFrame = { term: m.term, beginLsn: m.beginLsn, endLsn: m.endLsn, commitLsn: m.commitLsn, truncateLsn: m.truncateLsn, frame };
+    return frame;
   }
 
   /** Connects to every safekeeper; the core campaigns as soon as a quorum greets. */
@@ -261,7 +278,7 @@ export class Proposer extends EventEmitter<ProposerEvents> {
         // Not open (any more): the core learns of the break from `disconnected` and restarts that
         // safekeeper with a new greeting on the next connection, so nothing sent here is needed later.
         if (socket && socket.readyState === WebSocket.OPEN && this.links[e.acceptor]!.open) {
-          socket.send(encodeProposerMessage(e.message), { binary: true });
+          socket.send(this.encode(e.message), { binary: true });
         }
         return;
       }
