@@ -69,7 +69,9 @@ export class TimelineDriver {
   private constructor(opts: TimelineDriverOptions, core: AcceptorState) {
     this.opts = opts;
     this.core = core;
-    this.recovery = recoveryInit({ nodeId: opts.config.nodeId, readTimeout: 5000, peerInfoTtl: 5000 });
+    // A donor read unanswered for 30 s ends the session (Neon's no-data timeout); peer infos older than 5 s
+    // (five missed broker polls) no longer start one.
+    this.recovery = recoveryInit({ nodeId: opts.config.nodeId, readTimeout: 30_000, peerInfoTtl: 5000 });
   }
 
   /** A peer's broker info: to the acceptor (commit learning) and to peer recovery (catching up). */
