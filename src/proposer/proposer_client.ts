@@ -42,6 +42,8 @@ export interface ProposerOptions {
   readonly reconnectMaxMs?: number;
   /** A connection that has not answered a ping within this interval is dropped (10 s by default; 0 = off). */
   readonly keepaliveIntervalMs?: number;
+  /** How long a commitLsn/truncateLsn-only heartbeat waits for an append to carry it instead (5 ms). */
+  readonly heartbeatHoldMs?: number;
   readonly logger?: ProposerLogger;
 }
 
@@ -83,6 +85,9 @@ interface Link {
   awaitingPong: boolean;
 }
 
+/** How long a position-only heartbeat may wait for an append to carry its positions instead. */
+const HEARTBEAT_HOLD_MS = 5;
+
 const NOOP_LOGGER: ProposerLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
 /** A random proposer id: a non-zero 53-bit integer (a safe integer, encoded as u64 on the wire). */
@@ -114,6 +119,10 @@ export class Proposer extends EventEmitter<ProposerEvents> {
   /** Effects not yet executed: nested steps (from event listeners) queue behind the current ones. */
   private readonly effects: ProposerEffect[] = [];
   private draining = false;
+  /** Held commitLsn-only heartbeats per safekeeper (see execute). */
+  private readonly heartbeats = new Map<number, { socket: WebSocket; message: ProposerMessage }>();
+  private heartbeatFlush: NodeJS.Timeout | null = null;
+  private readonly heartbeatHoldMs: number;
   private lastAppendFrame: { term: number; beginLsn: number; endLsn: number; commitLsn: number; truncateLsn: number; frame: Buffer } | null = null;
 
   constructor(opts: ProposerOptions) {
@@ -131,6 +140,7 @@ export class Proposer extends EventEmitter<ProposerEvents> {
     this.reconnectMinMs = opts.reconnectMinMs ?? 50;
     this.reconnectMaxMs = opts.reconnectMaxMs ?? 2000;
     this.keepaliveIntervalMs = opts.keepaliveIntervalMs ?? 10_000;
+    this.heartbeatHoldMs = opts.heartbeatHoldMs ?? HEARTBEAT_HOLD_MS;
     this.core = proposerInit({
       proposerId: this.proposerId,
       tenantId: opts.tenantId,
@@ -236,6 +246,9 @@ export class Proposer extends EventEmitter<ProposerEvents> {
     if (this.closed) return;
     this.closed = true;
     this.stop(new ProposerError(ProposerErrorCodes.CLOSED, 'proposer closed'));
+    if (this.heartbeatFlush) clearTimeout(this.heartbeatFlush);
+    this.heartbeatFlush = null;
+    this.heartbeats.clear();
     await this.closeSockets();
   }
 
@@ -271,15 +284,39 @@ export class Proposer extends EventEmitter<ProposerEvents> {
     }
   }
 
+  private flushHeartbeats(): void {
+    this.heartbeatFlush = null;
+    for (const [k, hb] of this.heartbeats) {
+      // Only on the connection it was meant for: a new connection starts over with a greeting.
+      if (hb.socket === this.links[k]!.socket && hb.socket.readyState === WebSocket.OPEN) hb.socket.send(this.encode(hb.message), { binary: true });
+    }
+    this.heartbeats.clear();
+  }
+
   private execute(e: ProposerEffect): void {
     switch (e.kind) {
       case 'send': {
         const socket = this.links[e.acceptor]!.socket;
         // Not open (any more): the core learns of the break from `disconnected` and restarts that
         // safekeeper with a new greeting on the next connection, so nothing sent here is needed later.
-        if (socket && socket.readyState === WebSocket.OPEN && this.links[e.acceptor]!.open) {
-          socket.send(this.encode(e.message), { binary: true });
+        if (!socket || socket.readyState !== WebSocket.OPEN || !this.links[e.acceptor]!.open) return;
+        const m = e.message;
+        const pending = this.heartbeats.get(e.acceptor);
+        if (m.kind === 'AppendRequest' && m.wal.length === 0) {
+          // A heartbeat carrying only commitLsn/truncateLsn: hold it briefly. An append the application
+          // makes meanwhile (typically right after its commit resolved) carries the same positions, and
+          // the heartbeat, with the acknowledgement it would cost, is dropped. Safekeepers learn
+          // positions at most HEARTBEAT_HOLD_MS late.
+          this.heartbeats.set(e.acceptor, { socket, message: m });
+          if (!this.heartbeatFlush) this.heartbeatFlush = setTimeout(() => this.flushHeartbeats(), this.heartbeatHoldMs);
+          return;
         }
+        if (pending) {
+          this.heartbeats.delete(e.acceptor);
+          // A later append supersedes it; anything else must not overtake it on the connection.
+          if (m.kind !== 'AppendRequest' && pending.socket === socket) socket.send(this.encode(pending.message), { binary: true });
+        }
+        socket.send(this.encode(m), { binary: true });
         return;
       }
       case 'elected': {
