@@ -17,6 +17,7 @@ import {
   renameDurable,
   writeFileDurable,
 } from '../native/index.js';
+import { xorshift32 } from './helpers/prng.js';
 
 const SIZE = 1 << 20;
 const WAL_SEGMENT_SIZE = 16 << 20;
@@ -27,25 +28,9 @@ async function scratch(t: { teardown: (fn: () => Promise<void>) => void }, base 
   return dir;
 }
 
-/** A small deterministic PRNG (xorshift32). */
+/** A small deterministic PRNG (see helpers/prng.ts). */
 function rng(seed: number): { below: (n: number) => number; bytes: (n: number) => Buffer } {
-  let s = seed >>> 0 || 1;
-  const next = (): number => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
-  return {
-    below: (n) => next() % n,
-    bytes: (n) => {
-      const b = Buffer.allocUnsafe(n);
-      for (let i = 0; i < n; i++) b[i] = next() & 0xff;
-      return b;
-    },
-  };
+  return xorshift32(seed);
 }
 
 /** Splits `data` into 1..4 chunks at random points. */

@@ -5,6 +5,7 @@ import t, { type Test } from 'tap';
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { WalDecoder, crc32c, type FeedResult, type Stop } from '../native/index.js';
+import { xorshift32 } from './helpers/prng.js';
 
 const FIXTURE_DIR = new URL('../../shared/fixtures/pg15-wal/', import.meta.url);
 const SEGMENT_SIZE = 16 * 1024 * 1024;
@@ -106,15 +107,7 @@ function* cutAt(data: Buffer, base: number, cuts: Iterable<number>): Generator<B
 }
 
 function* randomChunks(data: Buffer, seed: number): Generator<Buffer> {
-  let s = seed >>> 0 || 1;
-  const next = (): number => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
+  const { next } = xorshift32(seed);
   let at = 0;
   while (at < data.length) {
     const kind = next() % 4;
