@@ -70,6 +70,7 @@ program
   .option('--implicit-timeline-creation', 'create a timeline on the first greeting instead of requiring the API')
   .option('--direct-io <mode>', 'O_DIRECT for segment writes: auto, on or off', 'auto')
   .option('--peers <list>', 'other safekeepers for peer recovery: ID=URL,... (e.g. 2=http://10.0.0.2:7676)', parsePeers)
+  .option('--pg-listen <host:port>', 'PostgreSQL replication protocol port (docs/REPLICATION.md); off when not given', parseListen)
   .action(async (opts: StartOptions) => {
     await runStart(opts);
   });

@@ -12,6 +12,8 @@ export interface StartOptions {
   implicitTimelineCreation?: boolean;
   directIo: string;
   peers?: Map<number, string>;
+  /** --pg-listen: PostgreSQL replication port (off when absent). */
+  pgListen?: { host: string; port: number };
 }
 
 export async function runStart(opts: StartOptions): Promise<void> {
@@ -28,10 +30,12 @@ export async function runStart(opts: StartOptions): Promise<void> {
     directIo: opts.directIo as DirectIoMode,
     logger,
     ...(opts.peers ? { peers: opts.peers } : {}),
+    ...(opts.pgListen ? { pgListen: opts.pgListen } : {}), // pg replication port
   });
   await server.start();
   // A line for supervisors and tests to wait on.
-  process.stdout.write(`READY ${server.url}\n`);
+  const pg = server.pgAddress; // pg replication port: ` pg=HOST:PORT` on the READY line when on
+  process.stdout.write(`READY ${server.url}${pg ? ` pg=${pg.host}:${pg.port}` : ''}\n`);
   let stopping = false;
   const stop = () => {
     if (stopping) return;

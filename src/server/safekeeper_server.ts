@@ -9,6 +9,7 @@ import { ProposerSockets } from './proposer_socket.js';
 import { TimelineRegistry } from './timeline_registry.js';
 import { PeerBroker } from './peer_broker.js';
 import type { DirectIoMode } from '../storage/wal_store.js';
+import { PgReplicationServer } from '../replication/pg_replication_server.js'; // pg replication port
 
 export interface SafekeeperConfig {
   nodeId: number;
@@ -21,6 +22,8 @@ export interface SafekeeperConfig {
   /** Other safekeepers of the cluster: node id -> HTTP base URL (static peers; for peer recovery). */
   peers?: ReadonlyMap<number, string>;
   logger?: Logger;
+  /** PostgreSQL replication protocol port (docs/REPLICATION.md); off when absent. Port 0 picks one. */
+  pgListen?: { host: string; port: number };
 }
 
 export class SafekeeperServer {
@@ -32,6 +35,8 @@ export class SafekeeperServer {
   private listenSocket: us_listen_socket | null = null;
   private boundPort = 0;
   private readonly startedAt = new Date();
+  /** The PostgreSQL replication port, when configured (see `pgAddress`). */
+  pgReplication: PgReplicationServer | null = null;
 
   constructor(readonly config: SafekeeperConfig) {
     this.log = config.logger ?? pino({ name: `sk${config.nodeId}` });
@@ -61,6 +66,11 @@ export class SafekeeperServer {
     return this.boundPort;
   }
 
+  /** Where the PostgreSQL replication port listens (null when off). */
+  get pgAddress(): { host: string; port: number } | null {
+    return this.pgReplication?.address ?? null;
+  }
+
   get url(): string {
     return `http://${this.config.host}:${this.boundPort}`;
   }
@@ -85,6 +95,12 @@ export class SafekeeperServer {
       if (attempt >= 20) throw new Error(`cannot listen on ${this.config.host}:${port} (in use?)`);
       await new Promise((r) => setTimeout(r, 100));
     }
+    // --- pg replication port (src/replication) ---
+    if (this.config.pgListen) {
+      this.pgReplication = new PgReplicationServer({ registry: this.registry, log: this.log });
+      await this.pgReplication.listen(this.config.pgListen.host, this.config.pgListen.port);
+    }
+    // --- end pg replication port ---
     this.broker.start();
     this.log.info({ url: this.url, dataDir: this.config.dataDir, timelines: this.registry.list().length, peers: [...this.broker.peers.keys()] }, 'safekeeper listening');
   }
@@ -96,6 +112,7 @@ export class SafekeeperServer {
       this.listenSocket = null;
     }
     this.sockets.closeAll();
+    await this.pgReplication?.close(); // pg replication port
     await this.registry.closeAll();
     this.log.info('safekeeper stopped');
   }

@@ -14,6 +14,8 @@ export class SafekeeperProcess {
   proc: ChildProcess | null = null;
   url = '';
   port = 0;
+  /** The PostgreSQL replication port, when started with --pg-listen (from the READY line's ` pg=`). */
+  pgPort = 0;
   stderr = '';
 
   constructor(
@@ -41,10 +43,11 @@ export class SafekeeperProcess {
       let out = '';
       const onData = (d: Buffer) => {
         out += d.toString();
-        const m = /READY (http:\/\/[^\s]+)/.exec(out);
+        const m = /READY (http:\/\/[^\s]+)(?: pg=[^\s]*:(\d+))?\r?\n/.exec(out);
         if (m) {
           this.url = m[1]!;
           this.port = Number(new URL(this.url).port);
+          if (m[2]) this.pgPort = Number(m[2]);
           proc.stdout!.off('data', onData);
           resolveStart();
         }
