@@ -5,12 +5,11 @@
 import t from 'tap';
 import { execFile, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdtempSync, openSync, readSync, closeSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { lsn, parseLsn, segmentFileName, type Lsn } from '../src/lsn.js';
 import { Proposer } from '../src/proposer/proposer_client.js';
-import { startCluster, type SafekeeperProcess } from './helpers/safekeeper_process.js';
+import { freePort, startCluster, type SafekeeperProcess } from './helpers/safekeeper_process.js';
 
 const PG_BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin';
 const BINS = ['initdb', 'pg_ctl', 'postgres', 'pg_basebackup', 'pg_waldump', 'pg_controldata', 'psql'].map((b) => join(PG_BIN, b));
@@ -37,16 +36,6 @@ function pg(bin: string, args: string[], timeoutMs = 120_000): Promise<Run> {
   });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      srv.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
 
 const postgresUserOk = !isRoot || spawnSync('id', ['-u', 'postgres']).status === 0;
 

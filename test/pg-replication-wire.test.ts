@@ -13,6 +13,7 @@ import {
   primaryKeepalive,
   xlogDataHeader,
 } from '../src/replication/pg_wire.js';
+import { query, startupPacket } from './helpers/pg_frontend.js';
 
 function isFrameError(fn: () => unknown): boolean {
   try {
@@ -23,12 +24,6 @@ function isFrameError(fn: () => unknown): boolean {
   }
 }
 
-function startup(params: Record<string, string>): Buffer {
-  const body = Buffer.concat([Buffer.from([0, 3, 0, 0]), ...Object.entries(params).map(([k, v]) => Buffer.from(`${k}\0${v}\0`)), Buffer.from([0])]);
-  const len = Buffer.alloc(4);
-  len.writeInt32BE(body.length + 4);
-  return Buffer.concat([len, body]);
-}
 
 function sslRequest(): Buffer {
   const b = Buffer.alloc(8);
@@ -37,13 +32,6 @@ function sslRequest(): Buffer {
   return b;
 }
 
-function query(text: string): Buffer {
-  const body = Buffer.from(`${text}\0`);
-  const h = Buffer.alloc(5);
-  h[0] = 0x51;
-  h.writeInt32BE(body.length + 4, 1);
-  return Buffer.concat([h, body]);
-}
 
 t.test('formatPgLsn prints like PostgreSQL (%X/%X, no padding)', async (t) => {
   t.equal(formatPgLsn(0x1000000), '0/1000000');
@@ -52,7 +40,7 @@ t.test('formatPgLsn prints like PostgreSQL (%X/%X, no padding)', async (t) => {
 });
 
 t.test('frames survive any chunking; startup packets are handed over one at a time', async (t) => {
-  const stream = Buffer.concat([sslRequest(), startup({ user: 'u', replication: 'true', options: '-c tenant_id=a -c timeline_id=b' }), query('IDENTIFY_SYSTEM'), query('SHOW wal_segment_size')]);
+  const stream = Buffer.concat([sslRequest(), startupPacket({ user: 'u', replication: 'true', options: '-c tenant_id=a -c timeline_id=b' }), query('IDENTIFY_SYSTEM'), query('SHOW wal_segment_size')]);
   for (const size of [1, 3, 7, 64, stream.length]) {
     const r = new FrameReader();
     const frames: { type: string | null; body: Buffer }[] = [];

@@ -12,6 +12,7 @@ import { lsn, parseLsn, type Lsn } from '../src/lsn.js';
 import { Proposer } from '../src/proposer/proposer_client.js';
 import { startCluster, type SafekeeperProcess } from './helpers/safekeeper_process.js';
 import { SEGMENT_SIZE, SYSTEM_ID, TestWalStream } from './helpers/wal_stream.js';
+import { query, startupPacket } from './helpers/pg_frontend.js';
 
 const PG_BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin';
 const PG_RECEIVEWAL = join(PG_BIN, 'pg_receivewal');
@@ -234,24 +235,7 @@ function formatLsnPlain(value: number): string {
   return `${Math.floor(value / 0x1_0000_0000).toString(16).toUpperCase()}/${(value % 0x1_0000_0000).toString(16).toUpperCase()}`;
 }
 
-function startupPacket(params: Record<string, string>): Buffer {
-  const body = Buffer.concat([
-    Buffer.from([0, 3, 0, 0]),
-    ...Object.entries(params).map(([k, v]) => Buffer.from(`${k}\0${v}\0`)),
-    Buffer.from([0]),
-  ]);
-  const len = Buffer.alloc(4);
-  len.writeInt32BE(body.length + 4);
-  return Buffer.concat([len, body]);
-}
 
-function query(text: string): Buffer {
-  const body = Buffer.from(`${text}\0`);
-  const h = Buffer.alloc(5);
-  h[0] = 0x51;
-  h.writeInt32BE(body.length + 4, 1);
-  return Buffer.concat([h, body]);
-}
 
 const STARTUP = { user: 'test', replication: 'true', options: `-c tenant_id=${TENANT} -c timeline_id=${TIMELINE}` };
 

@@ -106,8 +106,9 @@ export class PeerBroker {
             if (info.nodeId !== peerId) continue;
             tl.driver.peerInfo(info);
           }
-        } catch {
+        } catch (err) {
           // A peer that is down is simply not heard from; recovery uses the peers that answer.
+          this.log.debug({ peer: peerId, err: (err as Error).message }, 'peer info poll failed');
         }
       }),
     );

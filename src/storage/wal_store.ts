@@ -262,6 +262,7 @@ export class WalStore implements WalStorage {
     this.closed = true;
     this.dropPending(new SafekeeperError(ErrorCodes.STORE_CLOSED, 'WAL store closed'));
     await this.closeSegment();
+    // A failed zero-fill of the next segment affects no WAL: its temp file is removed by the next recovery.
     if (this.prealloc) await this.prealloc.catch(() => undefined);
   }
 

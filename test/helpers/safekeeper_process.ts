@@ -95,7 +95,8 @@ export async function startCluster(n: number, extraArgs: string[] = [], opts: { 
   return nodes;
 }
 
-function freePort(): Promise<number> {
+/** A port that was free a moment ago on 127.0.0.1 (for processes that must know each other's ports up front). */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
